@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean bazel-op
 
 install: $(STAMP)
 
@@ -22,6 +22,14 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# The op built by Bazel 4.2.3 offline against .venv's TensorFlow, CPU kernels only; load it with
+# TF_FREQSGD_OPS_LIBRARY. Copied out of bazel-bin, which follows the last build's configuration.
+bazel-op: install
+	@command -v bazel >/dev/null || { echo "make bazel-op needs Bazel: apt-get install -y bazel-bootstrap bazel-platforms" >&2; exit 1; }
+	$(PY) build_deps/configure_bazel.py
+	bazel --bazelrc=build/bazel_deps/bazelrc build -c opt //:_freqsgd_ops.so
+	install -D -m 0755 build/bazel-bin/_freqsgd_ops.so build/bazel-op/_freqsgd_ops.so
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,6 +4,7 @@
 TF), ``custom`` (the custom op, or an error saying why it cannot load) or ``tf`` (pure TF always).
 The library is built by ``setup.py`` (``make install``) against the installed TensorFlow, whose
 version its file name carries: a library built for another TensorFlow is not loaded.
+``TF_FREQSGD_OPS_LIBRARY`` names a library to load instead (a Bazel build, say: ``make bazel-op``).
 """
 
 import functools
@@ -12,8 +13,10 @@ import os
 import warnings
 
 import tensorflow as tf
+from tensorflow.python.framework import kernels
 
 PATH_ENV = "TF_FREQSGD_OPS"
+LIBRARY_ENV = "TF_FREQSGD_OPS_LIBRARY"
 _CHOICES = ("auto", "custom", "tf")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 LIBRARY_STEM = "_freqsgd_ops"
@@ -24,7 +27,10 @@ def _library_tag(version):
 
 
 def library_path():
-    """The library built for this TensorFlow, beside this file, or None."""
+    """The library named by TF_FREQSGD_OPS_LIBRARY, else the one built for this TensorFlow beside
+    this file, or None."""
+    if os.environ.get(LIBRARY_ENV):
+        return os.environ[LIBRARY_ENV]
     found = sorted(glob.glob(os.path.join(_HERE, f"{_library_tag(tf.__version__)}.*so")))
     return found[0] if found else None
 
@@ -40,6 +46,8 @@ def _choice():
 def _load():
     """(module, None) or (None, why it cannot load)."""
     path = library_path()
+    if path is not None and not os.path.exists(path):
+        return None, f"{LIBRARY_ENV}={path} does not exist"
     if path is None:
         others = sorted(os.path.basename(p) for p in glob.glob(os.path.join(_HERE, f"{LIBRARY_STEM}_tf*.so")))
         built = f"only {', '.join(others)} (built for another TensorFlow)" if others else "no library"
@@ -73,3 +81,11 @@ def fused_ops():
 def custom_op_available():
     """True when the fused op is built for this TensorFlow and loads."""
     return _load()[0] is not None
+
+
+def gpu_kernels_available():
+    """True when the loaded library holds the CUDA kernels (setup.py built it with nvcc)."""
+    if not custom_op_available():
+        return False
+    registered = kernels.get_registered_kernels_for_op("ResourceSparseApplyCounterSGD").kernel
+    return any(kernel.device_type == "GPU" for kernel in registered)

