@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean bazel-op
+.PHONY: install demo test clean bazel-op bench-speed
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# Step and update time of every optimizer on 1M x 64 and 10M x 16 tables (about 10 minutes);
+# writes benchmarks/results/step_time.{json,png} and prints the README's table.
+bench-speed: install
+	$(PY) benchmarks/step_time.py
 
 # The op built by Bazel 4.2.3 offline against .venv's TensorFlow, CPU kernels only; load it with
 # TF_FREQSGD_OPS_LIBRARY. Copied out of bazel-bin, which follows the last build's configuration.

@@ -4,8 +4,9 @@ Run: `make bench-speed` (`.venv/bin/python benchmarks/step_time.py`). For each t
 optimizer: a training step is an embedding lookup of a batch of Zipf-distributed ids, a loss, its
 gradient (`IndexedSlices`, one row per occurrence) and the optimizer's update, in one
 `tf.function`; the update alone is `apply_gradients` on a precomputed gradient. Each figure is
-the median over blocks of steps after a warm-up, the blocks of all optimizers interleaved. Writes `benchmarks/results/step_time.json`,
-`step_time.png` and a Markdown table.
+the median over blocks of steps after a warm-up; the sparse optimizers' blocks are interleaved,
+and the optimizers that update the whole table every step (tf_keras SGD and Adam) are timed alone
+afterwards. Writes `benchmarks/results/step_time.json`, `step_time.png` and a Markdown table.
 """
 
 import gc
@@ -27,31 +28,26 @@ RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"
 flags.DEFINE_list("tables", ["1000000x64", "10000000x16"], "Table sizes, ROWSxDIM.")
 flags.DEFINE_integer("batch", 8192, "Ids per step.")
 flags.DEFINE_float("zipf_exponent", 1.05, "Exponent of the ids' Zipf distribution.")
-flags.DEFINE_integer("blocks", 5, "Timed blocks; the median block is reported.")
+flags.DEFINE_integer("blocks", 15, "Timed blocks; the median block is reported.")
 flags.DEFINE_integer("steps_per_block", 10, "Steps per timed block.")
+flags.DEFINE_integer("whole_table_blocks", 3, "Timed blocks of 2 steps for optimizers that update the whole table.")
 flags.DEFINE_string("output_dir", RESULTS_DIR, "Where the JSON and PNG go.")
 FLAGS = flags.FLAGS
 
 
-def on_path(path, make):
-    """`make`, with TF_FREQSGD_OPS set to `path` while the optimizer builds its update."""
-    def made():
-        os.environ[ops.PATH_ENV] = path
-        return make()
-    return made
-
-
 def optimizers():
+    """name: (the TF_FREQSGD_OPS path its update is traced on or None, whether it updates the whole
+    table every step, and its constructor)."""
     return {
-        "SGD (legacy)": lambda: tf.keras.optimizers.legacy.SGD(0.1),
-        "SGD (tf_keras)": lambda: tf.keras.optimizers.SGD(0.1),
-        "Adagrad (legacy)": lambda: tf.keras.optimizers.legacy.Adagrad(0.1),
-        "Adagrad (tf_keras)": lambda: tf.keras.optimizers.Adagrad(0.1),
-        "Adam (tf_keras)": lambda: tf.keras.optimizers.Adam(0.1),
-        "CounterSGD, fused op": on_path("custom", lambda: tf_freqsgd.CounterSGD(0.1)),
-        "CounterSGD, pure TF": on_path("tf", lambda: tf_freqsgd.CounterSGD(0.1)),
-        "RowwiseAdagradCounter, fused op": on_path("custom", lambda: tf_freqsgd.RowwiseAdagradCounter(0.1)),
-        "RowwiseAdagradCounter, pure TF": on_path("tf", lambda: tf_freqsgd.RowwiseAdagradCounter(0.1)),
+        "SGD (legacy)": (None, False, lambda: tf.keras.optimizers.legacy.SGD(0.1)),
+        "SGD (tf_keras)": (None, True, lambda: tf.keras.optimizers.SGD(0.1)),
+        "Adagrad (legacy)": (None, False, lambda: tf.keras.optimizers.legacy.Adagrad(0.1)),
+        "Adagrad (tf_keras)": (None, False, lambda: tf.keras.optimizers.Adagrad(0.1)),
+        "Adam (tf_keras)": (None, True, lambda: tf.keras.optimizers.Adam(0.1)),
+        "CounterSGD, fused op": ("custom", False, lambda: tf_freqsgd.CounterSGD(0.1)),
+        "CounterSGD, pure TF": ("tf", False, lambda: tf_freqsgd.CounterSGD(0.1)),
+        "RowwiseAdagradCounter, fused op": ("custom", False, lambda: tf_freqsgd.RowwiseAdagradCounter(0.1)),
+        "RowwiseAdagradCounter, pure TF": ("tf", False, lambda: tf_freqsgd.RowwiseAdagradCounter(0.1)),
     }
 
 
@@ -85,31 +81,61 @@ def timed_functions(rows, dim, make_optimizer, targets):
     return {"step": train_step, "update": update_only, "optimizer": optimizer}
 
 
-def measure_table(rows, dim, batches):
-    """Milliseconds per training step and per update for every optimizer. Blocks of steps are
-    interleaved across optimizers, so a slow spell of the machine hits them all alike; each
-    figure is the median block."""
-    targets = tf.random.normal([FLAGS.batch, dim])
-    runs = {name: timed_functions(rows, dim, make, targets) for name, make in optimizers().items()}
-    for run in runs.values():
-        for kind in ("step", "update"):
-            for ids in batches[:3]:
-                run[kind](ids)
-    blocks = {(name, kind): [] for name in runs for kind in ("step", "update")}
-    for block in range(FLAGS.blocks):
-        for (name, kind), times in blocks.items():
+def traced_op_types(function, ids):
+    """The op types of a traced tf.function, those of the functions it calls included."""
+    graph_def = function.get_concrete_function(ids).graph.as_graph_def()
+    nodes = list(graph_def.node) + [node for f in graph_def.library.function for node in f.node_def]
+    return {node.op for node in nodes}
+
+
+def prepared_run(name, path, make, rows, dim, targets, batches):
+    """The traced, warmed-up step and update of one optimizer, checked to be on `path`."""
+    run = timed_functions(rows, dim, make, targets)
+    # The optimizer picks the fused or pure-TF update when its step is traced: here.
+    os.environ[ops.PATH_ENV] = path or "auto"
+    for kind in ("step", "update"):
+        for ids in batches[:3]:
+            run[kind](ids)
+        fused = any("Counter" in op for op in traced_op_types(run[kind], batches[0]))
+        if fused != (path == "custom"):
+            raise SystemExit(f"{name}: the traced {kind} {'uses' if fused else 'lacks'} the fused op.")
+    # After the warm-up: optimizers make their slots on the first step.
+    run["state_bytes_per_row"] = tf_freqsgd.optimizer_state_bytes(run["optimizer"], rows=rows) / rows
+    return run
+
+
+def median_milliseconds(runs, batches, blocks, steps_per_block):
+    """Per run, the median over blocks of ms per step and per update. Blocks are interleaved
+    across runs, so a slow spell of the machine hits them all alike."""
+    times = {(name, kind): [] for name in runs for kind in ("step", "update")}
+    for block in range(blocks):
+        for (name, kind), block_times in times.items():
             started = time.perf_counter()
-            for i in range(FLAGS.steps_per_block):
-                runs[name][kind](batches[(block * FLAGS.steps_per_block + i) % len(batches)])
-            times.append((time.perf_counter() - started) / FLAGS.steps_per_block)
-    results = {name: {"step_ms": 1e3 * statistics.median(blocks[name, "step"]),
-                      "update_ms": 1e3 * statistics.median(blocks[name, "update"]),
-                      # After the warm-up: optimizers make their slots on the first step.
-                      "state_bytes_per_row": tf_freqsgd.optimizer_state_bytes(run["optimizer"], rows=rows) / rows}
-               for name, run in runs.items()}
-    del runs
+            for i in range(steps_per_block):
+                runs[name][kind](batches[(block * steps_per_block + i) % len(batches)])
+            block_times.append((time.perf_counter() - started) / steps_per_block)
+    return {name: {"step_ms": 1e3 * statistics.median(times[name, "step"]),
+                   "update_ms": 1e3 * statistics.median(times[name, "update"]),
+                   "state_bytes_per_row": run["state_bytes_per_row"]} for name, run in runs.items()}
+
+
+def measure_table(rows, dim, batches):
+    """The sparse optimizers timed together, interleaved; then each whole-table optimizer alone,
+    with fewer steps: its table-sized temporaries (hundreds of MB a step) would slow the others."""
+    targets = tf.random.normal([FLAGS.batch, dim])
+    chosen = optimizers()
+    sparse = {name: prepared_run(name, path, make, rows, dim, targets, batches)
+              for name, (path, whole_table, make) in chosen.items() if not whole_table}
+    results = median_milliseconds(sparse, batches, FLAGS.blocks, FLAGS.steps_per_block)
+    del sparse
+    for name, (path, whole_table, make) in chosen.items():
+        if whole_table:
+            gc.collect()
+            run = {name: prepared_run(name, path, make, rows, dim, targets, batches)}
+            results.update(median_milliseconds(run, batches, FLAGS.whole_table_blocks, 2))
+            del run
     gc.collect()
-    return results
+    return {name: results[name] for name in chosen}
 
 
 def plot(results, path):

@@ -16,6 +16,7 @@ import tf_keras
 from tensorflow.python.ops import control_flow_util
 
 from tf_freqsgd import ops as fused
+from tf_freqsgd.dynamic import tables as dynamic
 from tf_freqsgd.optimizers import frequency_rule
 
 _INDEX_DTYPES = (tf.int32, tf.int64)
@@ -43,7 +44,8 @@ def _check_gradient(optimizer_name, gradient, variable):
     if values.dtype.base_dtype != variable.dtype.base_dtype:
         raise TypeError(f"{where} has dtype {values.dtype.name}; expected {variable.dtype.name}.")
     finite = tf.debugging.Assert(_all_finite(values), [f"{where} has a non-finite value."])
-    if not sparse:
+    # A dynamic embedding's gradient indexes the batch's own ids, as TFRA's lookup made them.
+    if not sparse or dynamic.is_dynamic(variable):
         return [finite]
     if gradient.indices.dtype not in _INDEX_DTYPES:
         raise TypeError(f"{where} has ids of dtype {gradient.indices.dtype.name}; expected int32 or int64.")
@@ -85,6 +87,10 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         self.weight_decay = rule.weight_decay
 
     def build(self, var_list):
+        if any(dynamic.is_dynamic(variable) for variable in var_list) and not hasattr(self, "_bp_v2"):
+            # TFRA's wrapper (it sets _bp_v2) reads the batch's rows from the hash tables before
+            # update_step and writes them back after; passing the optimizer unwrapped is the same.
+            dynamic.dynamic_embedding().DynamicEmbeddingOptimizer(self)
         super().build(var_list)
         if getattr(self, "_built", False):
             return
@@ -95,7 +101,10 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         raise NotImplementedError
 
     def add_row_variable(self, model_variable, name, dtype=tf.float32, initial_value=0, per_row=True):
-        """One optimizer value per row of ``model_variable`` (a scalar if not ``per_row``), placed with it."""
+        """One optimizer value per row of ``model_variable`` (a scalar if not ``per_row``), placed with it:
+        for a dynamic embedding, a width-1 TFRA table keyed by its ids."""
+        if per_row and dynamic.is_dynamic(model_variable):
+            return dynamic.row_table(self, model_variable, name, dtype, initial_value)
         shape = [model_variable.shape[0]] if per_row else []
         strategy = tf.distribute.get_strategy()
         with strategy.extended.colocate_vars_with(model_variable):
@@ -107,14 +116,13 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         self._variables.append(variable)
         return variable
 
-    def apply_gradients(self, grads_and_vars, name=None, skip_gradients_aggregation=False, **kwargs):
-        grads_and_vars = list(grads_and_vars)
+    def _internal_apply_gradients(self, grads_and_vars):
         # Every op of the update, the step counter's included, waits for every check: a bad
-        # gradient for one variable leaves all of them untouched.
+        # gradient for one variable leaves all of them untouched. Here rather than in
+        # apply_gradients, which TFRA's wrapper bypasses.
+        grads_and_vars = list(grads_and_vars)
         with tf.control_dependencies(gradient_checks(self.name, grads_and_vars)):
-            return super().apply_gradients(
-                grads_and_vars, name=name, skip_gradients_aggregation=skip_gradients_aggregation, **kwargs
-            )
+            return super()._internal_apply_gradients(grads_and_vars)
 
     def _deduplicate_sparse_grad(self, grads):
         # update_step de-duplicates itself: it needs the occurrence counts.
@@ -147,6 +155,9 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable):
         slots = self._slots[self._index_dict[self._var_key(variable)]]
+        if dynamic.is_dynamic(variable):
+            slots = dynamic.bind_to_batch(slots, variable)
+            gradient = dynamic.with_row_shape(gradient, variable)
         if isinstance(gradient, tf.IndexedSlices):
             if self._apply_fused(variable, slots, gradient):
                 return
@@ -166,7 +177,7 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         Not inside XLA (it cannot compile a custom op), and for GPU variables only when the library
         holds the CUDA kernels.
         """
-        if variable.dtype.base_dtype not in _FUSED_DTYPES:
+        if variable.dtype.base_dtype not in _FUSED_DTYPES or dynamic.is_dynamic(variable):
             return None
         if "GPU" in (variable.device or "").upper() and not fused.gpu_kernels_available():
             return None

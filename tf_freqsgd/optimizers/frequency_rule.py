@@ -26,6 +26,8 @@ from typing import Optional
 
 import tensorflow as tf
 
+from tf_freqsgd.dynamic.tables import gather_rows
+
 ESTIMATES = ("frequency", "count")
 COUNTING_MODES = ("occurrence", "presence")
 WEIGHT_DECAY_MODES = ("decoupled", "l2")
@@ -148,11 +150,11 @@ class CounterSpec:
     def update(self, counter, last_seen, ids, occurrences, step):
         """Adds this step's increments to the rows ``ids`` (unique) and returns their new counts."""
         increment = occurrences if self.counting == "occurrence" else tf.ones_like(occurrences)
-        previous = tf.gather(counter, ids)
+        previous = gather_rows(counter, ids)
         if self.halflife is None:
             counts = previous + increment
         else:
-            elapsed = tf.cast(step, tf.float32) - tf.cast(tf.gather(last_seen, ids), tf.float32)
+            elapsed = tf.cast(step, tf.float32) - tf.cast(gather_rows(last_seen, ids), tf.float32)
             counts = increment + tf.exp(-(math.log(2.0) / self.halflife) * elapsed) * previous
             last_seen.scatter_update(
                 tf.IndexedSlices(tf.fill(tf.shape(ids), tf.cast(step, last_seen.dtype)), ids)

@@ -3,6 +3,7 @@
 import tensorflow as tf
 import tf_keras
 
+from tf_freqsgd.dynamic.tables import gather_rows
 from tf_freqsgd.optimizers import base
 from tf_freqsgd.optimizers.frequency_rule import CounterSpec, FrequencyRule, per_row
 
@@ -100,7 +101,7 @@ class RowwiseAdagradCounter(base.FrequencyAwareOptimizer):
 
     def _adagrad_rate(self, accumulator, g, ids=None):
         """Adds the rows' mean squared gradient to ``G`` and returns ``lr / (sqrt(G) + eps)``."""
-        previous = accumulator if ids is None else tf.gather(accumulator, ids)
+        previous = accumulator if ids is None else gather_rows(accumulator, ids)
         total = previous + _mean_square_per_row(g)
         if ids is None:
             accumulator.assign(total)

@@ -81,6 +81,8 @@ void ApplyCounterCpu(const CounterRule& rule, float epsilon, T* var, int64_t dim
         const Tindex next = ids[positions[last]];
         __builtin_prefetch(var + static_cast<int64_t>(next) * dim, 1);
         __builtin_prefetch(state.counter + next, 1);
+        if (state.last_seen) __builtin_prefetch(state.last_seen + next, 1);
+        if (state.accumulator) __builtin_prefetch(state.accumulator + next, 1);
       }
       std::fill(sum.begin(), sum.end(), 0.0f);
       for (int32_t p = first; p < last; ++p) {

@@ -1,0 +1,85 @@
+"""Per-row optimizer state of TFRA dynamic embeddings, kept in dim-1 hash tables keyed by id.
+
+Under TFRA, ``update_step`` sees a ``ShadowVariable``: a local, dense copy of the batch's rows,
+whose row ``i`` holds the embedding of id ``variable.ids[i]``. A counter (or last-seen step, or
+Adagrad accumulator) cannot be a slot of that copy, since TFRA would make it a table of the
+embedding's width; each is its own ``de.Variable`` of width 1, keyed by the same ids, with the
+embedding's devices, partitioner and key-value backend. ``KeyedRows`` lets the update rules read
+and write such a table by local row, as they do a ``tf.Variable`` by row index.
+"""
+
+import tensorflow as tf
+
+
+def is_dynamic(variable):
+    """True for a TFRA trainable (``TrainableWrapper`` / ``ShadowVariable``) of a dynamic table.
+
+    Decided by module name, so TFRA is imported only by models that use it.
+    """
+    return type(variable).__module__.startswith("tensorflow_recommenders_addons") and hasattr(variable, "params")
+
+
+def dynamic_embedding():
+    from tensorflow_recommenders_addons import dynamic_embedding as de
+
+    return de
+
+
+def row_table(owner, variable, name, dtype, initial_value):
+    """A width-1 table for one value per id of ``variable``'s dynamic embedding, tracked by ``owner``
+    (the optimizer) so checkpoints and SavedModels carry it."""
+    de = dynamic_embedding()
+    params = variable.params
+    table = de.Variable(
+        key_dtype=params.key_dtype,
+        value_dtype=dtype,
+        dim=1,
+        devices=params.devices,
+        partitioner=params.partition_fn,
+        name=f"{params.name}-{name}",
+        initializer=tf.cast(initial_value, dtype),
+        trainable=False,
+        init_size=params.init_size,
+        kv_creator=params.kv_creator,
+    )
+    owner._track_trackable(table, name=f"{params.name}-{name}")
+    return table
+
+
+class KeyedRows:
+    """A width-1 table read and written by the batch's local rows: local row ``i`` is key ``keys[i]``."""
+
+    def __init__(self, table, keys):
+        self.table = table
+        self.keys = keys
+
+    @property
+    def dtype(self):
+        return self.table.value_dtype
+
+    def gather(self, rows):
+        return tf.reshape(self.table.lookup(tf.gather(self.keys, rows)), [-1])
+
+    def scatter_update(self, sparse):
+        keys = tf.gather(self.keys, sparse.indices)
+        return self.table.upsert(keys, tf.reshape(tf.cast(sparse.values, self.dtype), [-1, 1]))
+
+
+def gather_rows(state, rows):
+    """``tf.gather(state, rows)`` for a ``tf.Variable`` or a ``KeyedRows`` table."""
+    return state.gather(rows) if isinstance(state, KeyedRows) else tf.gather(state, rows)
+
+
+def with_row_shape(gradient, variable):
+    """The gradient with its static row width: TFRA's shadow copies have an unknown shape."""
+    width = variable.params.dim
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(tf.reshape(gradient.values, [-1, width]), gradient.indices, gradient.dense_shape)
+    return tf.reshape(gradient, [-1, width])
+
+
+def bind_to_batch(slots, variable):
+    """The slots of ``variable`` for this step: its dynamic tables bound to the batch's ids."""
+    de = dynamic_embedding()
+    return {name: KeyedRows(state, variable.ids) if isinstance(state, de.Variable) else state
+            for name, state in slots.items()}
