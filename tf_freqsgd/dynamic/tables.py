@@ -71,15 +71,32 @@ def gather_rows(state, rows):
 
 
 def with_row_shape(gradient, variable):
-    """The gradient with its static row width: TFRA's shadow copies have an unknown shape."""
+    """The gradient as ``IndexedSlices`` over the batch's local rows, with its static width: TFRA's
+    shadow copies have an unknown shape, and outside Keras layers their gradient is dense, one
+    row per entry of ``variable.ids``."""
     width = variable.params.dim
     if isinstance(gradient, tf.IndexedSlices):
         return tf.IndexedSlices(tf.reshape(gradient.values, [-1, width]), gradient.indices, gradient.dense_shape)
-    return tf.reshape(gradient, [-1, width])
+    rows = tf.reshape(gradient, [-1, width])
+    return tf.IndexedSlices(rows, tf.range(tf.shape(rows, out_type=tf.int64)[0]), tf.shape(rows, out_type=tf.int64))
+
+
+def own_tables(slots):
+    """The width-1 tables among a variable's slots (TFRA's own slots, momentum, are not)."""
+    de = dynamic_embedding()
+    return [state for state in slots.values() if isinstance(state, de.Variable)]
 
 
 def bind_to_batch(slots, variable):
-    """The slots of ``variable`` for this step: its dynamic tables bound to the batch's ids."""
-    de = dynamic_embedding()
-    return {name: KeyedRows(state, variable.ids) if isinstance(state, de.Variable) else state
+    """The slots of ``variable`` for this step: its width-1 tables bound to the batch's ids."""
+    tables = own_tables(slots)
+    return {name: KeyedRows(state, variable.ids) if any(state is t for t in tables) else state
             for name, state in slots.items()}
+
+
+def remove_rows(variable, keys):
+    """Removes ``keys`` from the embedding table of the TFRA trainable ``variable`` and from the
+    slot tables TFRA made for it (momentum, say); the frequency optimizer's own width-1 tables
+    keep them."""
+    slots = variable._optimizer_vars.value  # where TFRA's create_slots records them
+    return tf.group([variable.params.remove(keys)] + [slot.remove(keys) for slot in slots])

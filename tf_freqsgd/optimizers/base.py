@@ -95,6 +95,13 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         if getattr(self, "_built", False):
             return
         self._slots = [self._create_slots(variable) for variable in var_list]
+        # Each dynamic embedding's TFRA trainable and this optimizer's width-1 tables for it, by
+        # table name: what eviction and the size reports work on.
+        # (NoDependency: the tables are tracked once, where they are made.)
+        self.dynamic_tables = self._no_dependency({
+            variable.params.name: (variable, slots)
+            for variable, slots in zip(var_list, self._slots) if dynamic.is_dynamic(variable)
+        })
         self._built = True
 
     def _create_slots(self, variable):
@@ -121,8 +128,13 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         # gradient for one variable leaves all of them untouched. Here rather than in
         # apply_gradients, which TFRA's wrapper bypasses.
         grads_and_vars = list(grads_and_vars)
+        self._unadmitted = self._no_dependency([])
         with tf.control_dependencies(gradient_checks(self.name, grads_and_vars)):
-            return super()._internal_apply_gradients(grads_and_vars)
+            iteration = super()._internal_apply_gradients(grads_and_vars)
+        # After TFRA has written the batch's rows back: drop those of ids not yet admitted.
+        removals = [dynamic.remove_rows(variable, keys) for variable, keys in self._unadmitted]
+        with tf.control_dependencies(removals):
+            return tf.identity(iteration)
 
     def _deduplicate_sparse_grad(self, grads):
         # update_step de-duplicates itself: it needs the occurrence counts.
@@ -164,6 +176,10 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
             ids, rows, occurrences = frequency_rule.deduplicate(gradient)
             counts, frequency = self._observe(slots, ids, occurrences)
             self._apply_sparse(variable, slots, ids, rows, counts, frequency)
+            admission = getattr(self, "counter_spec", None) and self.counter_spec.admission_count
+            if admission and dynamic.is_dynamic(variable):
+                below = tf.boolean_mask(ids, counts < admission)
+                self._unadmitted.append((variable, tf.gather(variable.ids, below)))
         else:
             self._apply_dense(variable, slots, gradient)
 

@@ -39,6 +39,8 @@ class CounterSGD(ScaledSGD):
       counting: ``"occurrence"`` or ``"presence"``.
       min_scale, max_scale: clamps of the rate scale (``max_scale=None``: no upper clamp).
       counter_halflife: steps after which an old count weighs half; None for no decay.
+      admission_count: TFRA dynamic tables only: an id gets an embedding row once its counter
+        reaches this; until then its lookups return the table's default and its row is not kept.
       warmup_steps: steps at the start during which every scale is 1.
       tail_id_threshold: rows whose count is at most this use the base rate.
       weight_decay: ``lambda``; weight_decay_mode: ``"decoupled"`` or ``"l2"``.
@@ -55,6 +57,7 @@ class CounterSGD(ScaledSGD):
         min_scale=0.0,
         max_scale=None,
         counter_halflife=None,
+        admission_count=None,
         warmup_steps=0,
         tail_id_threshold=0.0,
         weight_decay=0.0,
@@ -74,7 +77,7 @@ class CounterSGD(ScaledSGD):
             weight_decay=weight_decay,
             weight_decay_mode=weight_decay_mode,
         )
-        self.counter_spec = CounterSpec(counting=counting, halflife=counter_halflife)
+        self.counter_spec = CounterSpec(counting=counting, halflife=counter_halflife, admission_count=admission_count)
         super().__init__(learning_rate, rule, momentum, nesterov, name, **kwargs)
 
     def _create_frequency_slots(self, variable):
@@ -99,6 +102,7 @@ class CounterSGD(ScaledSGD):
             {
                 "counting": self.counter_spec.counting,
                 "counter_halflife": self.counter_spec.halflife,
+                "admission_count": self.counter_spec.admission_count,
                 "tail_id_threshold": self.rule.tail_id_threshold,
             }
         )

@@ -115,14 +115,17 @@ class FrequencyRule:
 
 @dataclasses.dataclass(frozen=True)
 class CounterSpec:
-    """What a row's counter adds per step and how it decays."""
+    """What a row's counter adds per step, how it decays, and (dynamic tables only) the count an
+    id needs before it gets a row."""
 
     counting: str = "occurrence"
     halflife: Optional[float] = None
+    admission_count: Optional[float] = None
 
     def __post_init__(self):
         _require_choice("counting", self.counting, COUNTING_MODES)
         _require_number("counter_halflife", self.halflife, 0.0, inclusive=False, allow_none=True)
+        _require_number("admission_count", self.admission_count, 0.0, inclusive=False, allow_none=True)
 
     def normalizer(self, step):
         """``N_t``: the counter of a row present at every one of the ``t`` steps."""

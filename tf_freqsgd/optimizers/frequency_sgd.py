@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tf_freqsgd.dynamic import tables as dynamic
 from tf_freqsgd.optimizers.frequency_rule import FrequencyRule
 from tf_freqsgd.optimizers.scaled_sgd import ScaledSGD
 
@@ -95,6 +96,11 @@ class FrequencySGD(ScaledSGD):
                 )
 
     def _create_frequency_slots(self, variable):
+        if dynamic.is_dynamic(variable):
+            raise NotImplementedError(
+                f"FrequencySGD takes frequencies per row of a fixed table; '{variable.name}' is a TFRA "
+                "dynamic table. Use CounterSGD there: it estimates each id's frequency online."
+            )
         name, given = self._given(variable)
         if given is None:
             return {}

@@ -53,6 +53,7 @@ class RowwiseAdagradCounter(base.FrequencyAwareOptimizer):
         min_scale=0.0,
         max_scale=None,
         counter_halflife=None,
+        admission_count=None,
         warmup_steps=0,
         tail_id_threshold=0.0,
         weight_decay=0.0,
@@ -73,7 +74,7 @@ class RowwiseAdagradCounter(base.FrequencyAwareOptimizer):
             weight_decay=weight_decay,
             weight_decay_mode=weight_decay_mode,
         )
-        self.counter_spec = CounterSpec(counting=counting, halflife=counter_halflife)
+        self.counter_spec = CounterSpec(counting=counting, halflife=counter_halflife, admission_count=admission_count)
         super().__init__(learning_rate, rule, name, **kwargs)
         self.initial_accumulator_value = float(initial_accumulator_value)
         self.epsilon = float(epsilon)
@@ -138,6 +139,7 @@ class RowwiseAdagradCounter(base.FrequencyAwareOptimizer):
                 "epsilon": self.epsilon,
                 "counting": self.counter_spec.counting,
                 "counter_halflife": self.counter_spec.halflife,
+                "admission_count": self.counter_spec.admission_count,
                 "tail_id_threshold": self.rule.tail_id_threshold,
             }
         )

@@ -1,0 +1,74 @@
+"""Admission and eviction of dynamic-embedding rows by their counters, and table sizes.
+
+Admission (``admission_count`` on ``CounterSGD`` / ``RowwiseAdagradCounter``): an id is counted
+from its first appearance, but its embedding row (and its TFRA optimizer slots) is kept only once
+its counter reaches the threshold; until then its lookups return the table's default value.
+
+Eviction (``evict``, or the ``FrequencyEviction`` callback): removes the rows, counters and
+every optimizer table entry of ids whose count has fallen below ``min_count`` (decayed to the
+current step when the optimizer has a half-life) or that rank beyond ``top_n`` by count.
+"""
+
+import math
+
+import tensorflow as tf
+
+from tf_freqsgd.dynamic.tables import own_tables, remove_rows
+
+
+def current_counts(optimizer, slots):
+    """``(keys, counts)`` of every id the counter holds, decayed to the optimizer's current step."""
+    keys, counts = slots["counter"].export()
+    counts = tf.reshape(counts, [-1])
+    halflife = optimizer.counter_spec.halflife
+    if halflife is not None:
+        last_seen = tf.reshape(tf.cast(slots["last_seen"].lookup(keys), tf.float32), [-1])
+        elapsed = tf.cast(optimizer.iterations, tf.float32) - last_seen
+        counts = counts * tf.exp(-(math.log(2.0) / halflife) * elapsed)
+    return keys, counts
+
+
+def evict(optimizer, min_count=None, top_n=None):
+    """Removes rarely seen ids from every dynamic table ``optimizer`` trains.
+
+    An id goes when its (decayed) count is below ``min_count``, or when it ranks beyond
+    ``top_n`` by count (ties broken by the order TFRA exports keys). Its embedding row, its TFRA
+    optimizer slots and this optimizer's counter, last-seen step and accumulator all go. Returns
+    ``{table name: ids evicted}``.
+    """
+    if min_count is None and top_n is None:
+        raise ValueError("evict needs min_count, top_n or both.")
+    if min_count is not None and min_count < 0:
+        raise ValueError(f"min_count must be >= 0; got {min_count}.")
+    if top_n is not None and (int(top_n) != top_n or top_n < 0):
+        raise ValueError(f"top_n must be a non-negative integer; got {top_n}.")
+    evicted = {}
+    for name, (variable, slots) in tables_of(optimizer).items():
+        keys, counts = current_counts(optimizer, slots)
+        leaving = tf.zeros_like(counts, tf.bool)
+        if min_count is not None:
+            leaving |= counts < min_count
+        if top_n is not None:
+            rank = tf.argsort(tf.argsort(counts, direction="DESCENDING", stable=True), stable=True)
+            leaving |= rank >= top_n
+        gone = tf.boolean_mask(keys, leaving)
+        remove_rows(variable, gone)
+        for table in own_tables(slots):
+            table.remove(gone)
+        evicted[name] = int(tf.size(gone))
+    return evicted
+
+
+def table_sizes(optimizer):
+    """``{table name: {"rows": embedding rows, "counted": ids the counter holds}}``."""
+    return {name: {"rows": int(variable.params.size()), "counted": int(slots["counter"].size())}
+            for name, (variable, slots) in tables_of(optimizer).items()}
+
+
+def tables_of(optimizer):
+    """The dynamic tables ``optimizer`` (or the optimizer it wraps, as a loss-scale one does)
+    trains: ``{name: (its TFRA trainable, {state name: width-1 de.Variable})}``."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if not hasattr(inner, "counter_spec"):
+        raise TypeError(f"{type(inner).__name__} keeps no counters: use CounterSGD or RowwiseAdagradCounter.")
+    return getattr(inner, "dynamic_tables", {})
