@@ -185,8 +185,20 @@ def test_admission_count_must_be_positive():
         tf_freqsgd.CounterSGD(admission_count=0)
 
 
-def test_frequency_sgd_on_a_dynamic_table_says_what_to_use():
-    model, _ = build_model(dynamic_table=True)
-    model.compile(tf_freqsgd.FrequencySGD(frequencies={}), "mse")
-    with pytest.raises(NotImplementedError, match="Use CounterSGD"):
+def test_frequency_sgd_on_a_dynamic_table_trains_as_on_the_fixed_one():
+    frequencies = np.linspace(0.5, 3.0, len(IDS))  # per row of the sorted ids
+    frequencies[-1] = 1.0  # what an id left out of the dynamic table's frequencies gets
+    fixed, fixed_embedding = build_model(dynamic_table=False)
+    train(fixed, tf_freqsgd.FrequencySGD({fixed_embedding.embeddings.name: frequencies}, 0.5), fixed_table=True)
+    model, embedding = build_model(dynamic_table=True)
+    given = {embedding.params.name: (np.sort(IDS)[:-1], frequencies[:-1])}
+    train(model, tf_freqsgd.FrequencySGD(given, 0.5))
+    _, rows = exported(embedding.params)
+    np.testing.assert_allclose(rows, fixed_embedding.embeddings.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_frequency_sgd_dynamic_frequencies_must_be_ids_and_values():
+    model, embedding = build_model(dynamic_table=True)
+    model.compile(tf_freqsgd.FrequencySGD({embedding.params.name: np.ones(3)}), "mse")
+    with pytest.raises(ValueError, match=r"pair \(ids, values\)"):
         model.train_on_batch(BATCHES[0], LABELS)

@@ -5,12 +5,32 @@ import tensorflow as tf
 import tf_keras
 
 from tf_freqsgd.dynamic import tables as dynamic
+from tf_freqsgd.dynamic.tables import gather_rows
 from tf_freqsgd.optimizers.frequency_rule import FrequencyRule
 from tf_freqsgd.optimizers.scaled_sgd import ScaledSGD
 
 
 def _plain_name(name):
     return name[:-2] if name.endswith(":0") else name
+
+
+def _table_name(variable):
+    """The name ``frequencies`` uses for a variable: a dynamic table's own name
+    (``layer.params.name``), else the variable's."""
+    return variable.params.name if dynamic.is_dynamic(variable) else _plain_name(variable.name)
+
+
+def _check_values(name, values, expected_shape):
+    if values.shape != expected_shape:
+        raise ValueError(
+            f"`frequencies` for variable '{name}' has shape {values.shape}; expected {expected_shape}, "
+            "one value per row."
+        )
+    bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
+    if bad.size:
+        raise ValueError(
+            f"`frequencies` for variable '{name}' must be finite and > 0; row {bad[0]} is {values[bad[0]]}."
+        )
 
 
 @tf_keras.utils.register_keras_serializable(package="tf_freqsgd")
@@ -35,7 +55,9 @@ class FrequencySGD(ScaledSGD):
       frequencies: per variable, a 1-D array with one positive value per row: a dict from variable
         name (``"embedding/embeddings"``, with or without ``":0"``) to array, or a callable taking
         a variable and returning its array or None. The tables are optimizer variables, so they are
-        saved and restored with the optimizer.
+        saved and restored with the optimizer. For a TFRA dynamic table, a pair ``(ids, values)``
+        of 1-D arrays under the table's name (``layer.params.name``); ids not given get ``f = 1``
+        (plain SGD), and the values live in a width-1 hash table keyed by id.
       Others: as ``CounterSGD``.
     """
 
@@ -76,7 +98,7 @@ class FrequencySGD(ScaledSGD):
         self._tabled_names = []
 
     def _given(self, variable):
-        name = _plain_name(variable.name)
+        name = _table_name(variable)
         if callable(self._frequencies):
             return name, self._frequencies(variable)
         if name not in self._frequencies:
@@ -88,48 +110,52 @@ class FrequencySGD(ScaledSGD):
     def build(self, var_list):
         super().build(var_list)
         if isinstance(self._frequencies, dict):
-            unknown = set(self._frequencies) - {_plain_name(v.name) for v in var_list}
+            trained = {_table_name(v) for v in var_list}
+            unknown = set(self._frequencies) - trained
             if unknown:
                 raise ValueError(
                     f"`frequencies` names variables that are not being trained: {sorted(unknown)}; "
-                    f"trained variables: {sorted(_plain_name(v.name) for v in var_list)}."
+                    f"trained variables: {sorted(trained)}."
                 )
 
     def _create_frequency_slots(self, variable):
-        if dynamic.is_dynamic(variable):
-            raise NotImplementedError(
-                f"FrequencySGD takes frequencies per row of a fixed table; '{variable.name}' is a TFRA "
-                "dynamic table. Use CounterSGD there: it estimates each id's frequency online."
-            )
         name, given = self._given(variable)
         if given is None:
             return {}
-        values = np.asarray(given, dtype=np.float64)
-        rows = variable.shape[0] if variable.shape.rank else None
-        if values.shape != (rows,):
-            raise ValueError(
-                f"`frequencies` for variable '{name}' has shape {values.shape}; expected ({rows},), "
-                "one value per row."
-            )
-        bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
-        if bad.size:
-            raise ValueError(
-                f"`frequencies` for variable '{name}' must be finite and > 0; row {bad[0]} is "
-                f"{values[bad[0]]}."
-            )
+        if dynamic.is_dynamic(variable):
+            slots, values = self._dynamic_frequency_table(name, variable, given)
+        else:
+            values = np.asarray(given, dtype=np.float64)
+            _check_values(name, values, (variable.shape[0] if variable.shape.rank else None,))
+            slots = {"frequency": self.add_row_variable(variable, "frequency", initial_value=values)}
         self._tabled_names.append(name)
-        slots = {"frequency": self.add_row_variable(variable, "frequency", initial_value=values)}
         if self.rule.estimate == "count":
             slots["max_count"] = self.add_row_variable(
                 variable, "max_count", initial_value=values.max(), per_row=False
             )
         return slots
 
+    def _dynamic_frequency_table(self, name, variable, given):
+        if not (isinstance(given, (tuple, list)) and len(given) == 2):
+            raise ValueError(
+                f"`frequencies` for the dynamic table '{name}' must be a pair (ids, values) of 1-D arrays."
+            )
+        ids = np.asarray(given[0])
+        values = np.asarray(given[1], dtype=np.float64)
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"`frequencies` ids for '{name}' must be a 1-D integer array; got {ids.dtype}{ids.shape}.")
+        _check_values(name, values, ids.shape)
+        table = self.add_row_variable(variable, "frequency", initial_value=1.0)
+        # Once, when the optimizer is built, even inside the first traced step.
+        with tf.init_scope():
+            table.upsert(tf.constant(ids, table.key_dtype), tf.constant(values[:, None], tf.float32))
+        return {"frequency": table}, values
+
     def _observe(self, slots, ids, occurrences):
         if "frequency" not in slots:
             ones = tf.ones_like(occurrences)
             return ones, ones
-        given = tf.gather(slots["frequency"], ids)
+        given = gather_rows(slots["frequency"], ids)
         if "max_count" in slots:
             return given, given / slots["max_count"]
         return given, given
