@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean bazel-op bench-speed
+.PHONY: install demo test clean bazel-op bench-speed bench-dynamic
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ test: install
 # writes benchmarks/results/step_time.{json,png} and prints the README's table.
 bench-speed: install
 	$(PY) benchmarks/step_time.py
+
+# Step time and peak memory of every optimizer on TFRA dynamic tables of 1e5, 1e6 and 1e7 ids, each
+# in its own process (about 10 minutes); writes benchmarks/results/dynamic_scale.{json,png}.
+bench-dynamic: install
+	$(PY) benchmarks/dynamic_scale.py
 
 # The op built by Bazel 4.2.3 offline against .venv's TensorFlow, CPU kernels only; load it with
 # TF_FREQSGD_OPS_LIBRARY. Copied out of bazel-bin, which follows the last build's configuration.

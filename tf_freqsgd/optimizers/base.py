@@ -38,7 +38,8 @@ def _all_finite(values):
 
 def _check_gradient(optimizer_name, gradient, variable):
     """The assertions on one gradient: finite values, and ids inside the table."""
-    where = f"{optimizer_name}: gradient for variable '{variable.name}'"
+    what = f"dynamic table '{variable.params.name}'" if dynamic.is_dynamic(variable) else f"variable '{variable.name}'"
+    where = f"{optimizer_name}: gradient for {what}"
     sparse = isinstance(gradient, tf.IndexedSlices)
     values = gradient.values if sparse else gradient
     if values.dtype.base_dtype != variable.dtype.base_dtype:
