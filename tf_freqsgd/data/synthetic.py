@@ -13,11 +13,26 @@ Generative model (NumPy only, fully determined by ``seed``):
   3, positive when above 3, as MovieLens CTR benchmarks do.
 
 Rare ids get few, noisy observations: exactly where frequency-aware rates are meant to help.
+
+Item metadata (``make_items``, from a random stream of its own so the ratings do not depend on it):
+``movie_id = item_id + 1``, titles ``"Synthetic Movie <movie_id> (<year>)"`` with a year uniform in
+1919..1998, and genres drawn from MovieLens's 19 (``MOVIELENS_GENRES``) as MovieLens 100K's movies
+carry them: the number of genres of a movie follows ML-100K's shares of movies with 1..6 genres,
+and the genres are drawn without replacement in proportion to how many ML-100K movies carry each.
 """
 
 import numpy as np
 
 _RATING_QUANTILES = (0.06, 0.17, 0.44, 0.78)  # MovieLens 100K's shares of ratings 1..4 (cumulative)
+
+# MovieLens 100K's genres in u.genre order (the genre flags of u.item); movies.dat and movies.csv
+# use the same names (the CSV releases add "IMAX" and "(no genres listed)").
+MOVIELENS_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+                    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+                    "Romance", "Sci-Fi", "Thriller", "War", "Western")
+# Counted in ML-100K's u.item: movies carrying each genre, and movies carrying 1, 2, ..., 6 genres.
+_MOVIES_PER_GENRE = (2, 251, 135, 42, 122, 505, 109, 50, 725, 22, 24, 92, 56, 61, 247, 101, 251, 71, 27)
+_MOVIES_BY_GENRE_COUNT = (833, 569, 215, 51, 11, 3)
 
 
 def _require_positive_int(name, value):
@@ -65,18 +80,22 @@ def make_interactions(num_users=943, num_items=1682, num_ratings=100_000, user_z
     }
 
 
-def ctr_view(data):
-    """Drops ratings of exactly 3; the rest are labelled positive above 3."""
-    keep = data["rating"] != 3
-    return {key: value[keep] for key, value in data.items()}
-
-
-def train_val_test_split(data, fractions=(0.8, 0.1, 0.1), seed=0):
-    """Three dicts of the same arrays, by a seeded random permutation."""
-    fractions = tuple(fractions)
-    if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"`fractions` must be three non-negative numbers summing to 1; got {fractions!r}.")
-    size = len(next(iter(data.values())))
-    order = np.random.default_rng(seed).permutation(size)
-    cuts = np.cumsum([int(round(f * size)) for f in fractions[:2]])
-    return [{key: value[part] for key, value in data.items()} for part in np.split(order, cuts)]
+def make_items(num_items, seed=0):
+    """Item metadata for ``make_interactions``' item ids: a dict of arrays indexed by ``item_id``,
+    ``movie_id`` (int64, ``item_id + 1``), ``title`` and ``genres`` (object arrays of str, genres
+    "|"-joined in ``MOVIELENS_GENRES`` order)."""
+    _require_positive_int("num_items", num_items)
+    rng = np.random.default_rng([seed, 1])  # a stream apart from make_interactions' (which uses `seed`)
+    years = rng.integers(1919, 1999, size=num_items)
+    genre_counts = 1 + rng.choice(len(_MOVIES_BY_GENRE_COUNT), size=num_items,
+                                  p=np.divide(_MOVIES_BY_GENRE_COUNT, sum(_MOVIES_BY_GENRE_COUNT)))
+    genre_shares = np.divide(_MOVIES_PER_GENRE, sum(_MOVIES_PER_GENRE))
+    genres = ["|".join(MOVIELENS_GENRES[g] for g in np.sort(rng.choice(len(MOVIELENS_GENRES), size=k, replace=False,
+                                                                         p=genre_shares)))
+              for k in genre_counts]
+    movie_ids = np.arange(1, num_items + 1, dtype=np.int64)
+    return {
+        "movie_id": movie_ids,
+        "title": np.array([f"Synthetic Movie {m} ({y})" for m, y in zip(movie_ids, years)], dtype=object),
+        "genres": np.array(genres, dtype=object),
+    }
