@@ -2,7 +2,9 @@
 
 Importing this package selects legacy Keras (``TF_USE_LEGACY_KERAS=1``) when TensorFlow has not
 resolved ``tf.keras`` yet, and raises ``ImportError`` naming the fix when it already resolved to
-Keras 3.
+Keras 3. It also keeps AutoGraph from converting tf_keras's internals, which made each process's
+first ``fit`` take 13-19 s (``TF_FREQSGD_CONVERT_TF_KERAS=1`` opts out; see
+``tf_freqsgd._compat.exclude_tf_keras_from_autograph``).
 """
 
 from tf_freqsgd import _compat
@@ -12,6 +14,8 @@ _compat.select_legacy_keras()
 
 from tf_freqsgd.optimizers import CounterSGD, FrequencySGD, RowwiseAdagradCounter  # noqa: E402
 from tf_freqsgd.optimizers import optimizer_state_bytes  # noqa: E402
+
+_compat.exclude_tf_keras_from_autograph()
 
 __version__ = "0.1.0"
 
