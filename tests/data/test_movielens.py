@@ -210,6 +210,18 @@ def test_csv_format_with_quoted_titles_and_half_stars(tmp_path):
     assert load_movielens("auto", str(tmp_path / "my-copy")).name == "ml-latest"
 
 
+def test_ids_too_large_for_lookup_tables(tmp_path):
+    write_csv(tmp_path, ratings="userId,movieId,rating,timestamp\n10000000000000,7,4.0,1\n3,1000000000000,2.0,2\n"
+                                "3,7,4.5,3\n",
+              movies="movieId,title,genres\n1000000000000,Big (1988),Comedy\n7,Se7en (1995),Thriller\n")
+    record = load_movielens("ml-latest", str(tmp_path))
+    np.testing.assert_array_equal(record.ratings["user_id"], [1, 0, 0])
+    np.testing.assert_array_equal(record.ratings["item_id"], [1, 0, 1])
+    write(tmp_path, "ratings.csv", "userId,movieId,rating,timestamp\n3,1000000000001,2.0,2\n")
+    with pytest.raises(MovieLensFormatError, match=r"ratings.csv, line 2: expected .*a movieId listed in movies.csv"):
+        load_movielens("ml-latest", str(tmp_path))
+
+
 def test_csv_byte_order_mark_and_multiline_title(tmp_path):
     write_csv(tmp_path, ratings="\ufeffuserId,movieId,rating,timestamp\n1,2,4.0,10\n",
               movies='\ufeffmovieId,title,genres\n2,"Two\nLines (2000)",Drama\n3,Three (2001),Drama\n')
@@ -245,6 +257,8 @@ def test_num_ratings_samples_a_release(tmp_path):
     ("7\t20\t6\t100\n", 1, "a rating in 1..5"),
     ("7\t20\t4\t100\n7\t20\t3.5\t100\n", 2, "a rating in 1..5"),
     ("7\t20\t4\t100\n7\t99\t3\t100\n", 2, "a movie id listed in u.item"),
+    ("7\t20\t4\t100\n   \n", 2, "user<tab>movie"),  # np.loadtxt rejects a line of spaces too
+    ("7\t20\t4\t1_000\n", 1, "user<tab>movie"),  # Python's int() takes "1_000", np.loadtxt does not
 ])
 def test_bad_u_data_line(tmp_path, data, line, expected):
     write_100k(tmp_path, data=data)
@@ -276,6 +290,7 @@ def test_duplicate_movie_id_names_both_lines(tmp_path):
     ("5::2::5::978300760\n5::2::5\n", None, r"ratings.dat, line 2: expected user::movie::rating::timestamp"),
     ("5::2::5::978300760\n5:2::5::1\n", None, r"ratings.dat, line 2: expected user::movie::rating::timestamp"),
     ("5::2::5::978300760\n5\t2::5::1::1\n", None, r"ratings.dat, line 2: expected"),
+    ("5::2::5::978300760\n5::2::5::1\t\n", None, r"ratings.dat, line 2: expected"),
     ("5::2::0::978300760\n", None, r"ratings.dat, line 1: expected .*a rating in 1..5"),
     (None, "1::Toy Story (1995)::Comedy\n2::No genres\n", r"movies.dat, line 2: expected movie id::title::genres"),
 ])
@@ -293,6 +308,8 @@ def test_bad_1m_line(tmp_path, ratings, movies, message):
     ("userId,movieId,rating,timestamp\n1,1,4.0,5\n1,2,4.0,6\n", None,
      r"ratings.csv, line 3: expected .*a movieId listed in movies.csv; got '1,2,4.0,6'"),
     ("userId,movieId,rating,timestamp\n1,1,4.0,5\n1,1,4.0,6,7\n", None, r"ratings.csv, line 3: expected userId"),
+    (b"userId,movieId,rating,timestamp\n1,1,4.0,5\n1,1,4.0,6\xff\n", None,
+     r"ratings.csv, line 3: expected utf-8 text \(invalid start byte\); got '1,1,4.0,6\ufffd'"),
     (None, "movieId,name,genres\n", r"movies.csv, line 1: expected the header 'movieId,title,genres'"),
     (None, "movieId,title,genres\n1,A (1995),Drama\n1.5,B (1995),Drama\n", r"movies.csv, line 3: expected movieId"),
     (None, 'movieId,title,genres\n1,A (1995),Drama\n2,"B, The" (1995),Drama\n', r"movies.csv, line 3: expected .*"
@@ -358,7 +375,8 @@ def test_auto_without_or_with_several_releases(tmp_path):
         load_movielens("auto", str(tmp_path))
     write_100k(tmp_path)
     write_1m(tmp_path)
-    with pytest.raises(ValueError, match=r"holds the ratings files of several releases \(\['u.data', 'ratings.dat'\]\)"):
+    with pytest.raises(ValueError, match=r"holds the ratings files of several releases "
+                                         r"\(\['u.data', 'ratings.dat'\]\)"):
         load_movielens("auto", str(tmp_path))
 
 

@@ -32,6 +32,7 @@ import csv
 import dataclasses
 import io
 import os
+import re
 import warnings
 
 import numpy as np
@@ -45,7 +46,8 @@ _SYNTHETIC_SIZES = {"synthetic": ("synthetic-100k", 943, 1682, 100_000),
                     "synthetic-1m": ("synthetic-1m", 6040, 3706, 1_000_209)}
 _CSV_RELEASES = ("ml-latest-small", "ml-latest", "ml-20m", "ml-25m")
 _RELEASE_FORMAT = {"ml-100k": "100k", "ml-1m": "1m", **{release: "csv" for release in _CSV_RELEASES}}
-_FORMAT_FILES = {"100k": ("u.data", "u.item"), "1m": ("ratings.dat", "movies.dat"), "csv": ("ratings.csv", "movies.csv")}
+_FORMAT_FILES = {"100k": ("u.data", "u.item"), "1m": ("ratings.dat", "movies.dat"),
+                 "csv": ("ratings.csv", "movies.csv")}
 _TFDS_CONFIGS = {"ml-100k": "100k-ratings", "ml-1m": "1m-ratings", "ml-latest-small": "latest-small-ratings",
                  "ml-20m": "20m-ratings", "ml-25m": "25m-ratings"}
 DATASETS = (*_SYNTHETIC_SIZES, *_RELEASE_FORMAT, "auto")
@@ -127,7 +129,7 @@ def _sample(record, num_ratings, seed):
         raise ValueError(f"`num_ratings` ({num_ratings}) exceeds the {size} ratings of {record.name}.")
     keep = np.sort(np.random.default_rng(seed).choice(size, num_ratings, replace=False))
     ratings = {key: value[keep] for key, value in record.ratings.items()}
-    users, ratings["user_id"] = np.unique(ratings["user_id"], return_inverse=True)
+    users, ratings["user_id"] = _distinct_and_index(ratings["user_id"])
     return dataclasses.replace(record, ratings=ratings, num_users=len(users), name=f"{record.name}-n{num_ratings}")
 
 
@@ -167,15 +169,13 @@ def _read_release(release, directory):
     ratings_file, movies_file = (os.path.join(directory, name) for name in _FORMAT_FILES[_RELEASE_FORMAT[release]])
     fmt = _RELEASE_FORMAT[release]
     items = {"100k": _read_u_item, "1m": _read_movies_dat, "csv": _read_movies_csv}[fmt](movies_file)
-    users, movies, ratings, timestamps = _read_ratings(ratings_file, fmt, items["movie_id"])
-    return _assemble(release, directory, users, movies, ratings, timestamps, items)
+    users, item_index, ratings, timestamps = _read_ratings(ratings_file, fmt, items["movie_id"])
+    return _assemble(release, directory, users, item_index, ratings, timestamps, items)
 
 
-def _assemble(name, source, users, movies, ratings, timestamps, items):
-    """The record, with raw user and movie ids turned into contiguous indices."""
-    order = np.argsort(items["movie_id"], kind="stable")
-    item_index = order[np.searchsorted(items["movie_id"][order], movies)]
-    user_ids, user_index = np.unique(users, return_inverse=True)
+def _assemble(name, source, users, item_index, ratings, timestamps, items):
+    """The record of raw user ids and item indices, users turned into contiguous indices."""
+    user_ids, user_index = _distinct_and_index(users)
     ratings = np.asarray(ratings, dtype=np.float32)
     return MovieLens(
         ratings={"user_id": user_index.astype(np.int64), "item_id": item_index.astype(np.int64), "rating": ratings,
@@ -183,15 +183,39 @@ def _assemble(name, source, users, movies, ratings, timestamps, items):
         items=items, num_users=len(user_ids), num_items=len(items["movie_id"]), name=name, source=source)
 
 
+# Raw ids below this get dense lookup tables (8 bytes an id: at most 128 MiB), O(1) a rating; the
+# sort or binary search of larger ids costs ~7 s each over ML-25M's 25M ratings.
+_DENSE_ID_LIMIT = 1 << 24
+
+
+def _distinct_and_index(raw_ids):
+    """The distinct ids in increasing order, and each entry's index among them (np.unique's inverse)."""
+    if raw_ids.size and raw_ids.min() >= 0 and raw_ids.max() < _DENSE_ID_LIMIT:
+        present = np.zeros(raw_ids.max() + 1, dtype=bool)
+        present[raw_ids] = True
+        return np.flatnonzero(present), (np.cumsum(present) - 1)[raw_ids]
+    return np.unique(raw_ids, return_inverse=True)
+
+
+def _rows_of(movie_ids, movies):
+    """Each of ``movies``' row in the ``movie_ids`` table, -1 where it is not listed."""
+    if movie_ids.min() >= 0 and movie_ids.max() < _DENSE_ID_LIMIT:
+        row_of = np.full(movie_ids.max() + 1, -1, dtype=np.int64)
+        row_of[movie_ids] = np.arange(len(movie_ids))
+        listed = (movies >= 0) & (movies < len(row_of))
+        return np.where(listed, row_of[np.where(listed, movies, 0)], -1)
+    order = np.argsort(movie_ids)
+    position = np.minimum(np.searchsorted(movie_ids[order], movies), len(movie_ids) - 1)
+    return np.where(movie_ids[order][position] == movies, order[position], -1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Ratings files
 
 
 def _is_integer(text):
-    try:
-        return -2**63 <= int(text) < 2**63
-    except ValueError:
-        return False
+    """Whether np.loadtxt reads ``text`` as an int64 (Python's int() also takes "1_000")."""
+    return re.fullmatch(r"[ ]*[+-]?[0-9]+[ ]*", text) is not None and -2**63 <= int(text) < 2**63
 
 
 def _is_star_rating(text):
@@ -199,15 +223,14 @@ def _is_star_rating(text):
 
 
 def _is_half_star_rating(text):
-    try:
-        twice = 2 * float(text)
-    except ValueError:
+    if re.fullmatch(r"[ ]*[0-9]*\.?[0-9]*[ ]*", text) is None or not any(c.isdigit() for c in text):
         return False
+    twice = 2 * float(text)
     return twice.is_integer() and 1 <= twice <= 10
 
 
 def _read_ratings(path, fmt, known_movies):
-    """(users, movies, ratings, timestamps) of a ratings file whose movies are all in ``known_movies``."""
+    """(users, item rows, ratings, timestamps) of a ratings file whose movies are all in ``known_movies``."""
     movies_file = _FORMAT_FILES[fmt][1]
     if fmt == "csv":
         delimiter, header_lines, encoding, is_rating = ",", 1, "utf-8", _is_half_star_rating
@@ -223,50 +246,50 @@ def _read_ratings(path, fmt, known_movies):
             header = lines.readline().rstrip("\r\n")
         if header.lstrip("\ufeff") != _RATINGS_HEADER:
             raise MovieLensFormatError(path, 1, f"the header {_RATINGS_HEADER!r}", header)
-    table = _load_table(path, delimiter, header_lines, encoding)
+    table, loadtxt_error = _load_table(path, delimiter, header_lines, encoding)
     if table is not None:
         if len(table) == 0:
             raise ValueError(f"{path}: no ratings; expected lines of {expected}.")
         twice = 2 * table["rating"]
         valid = ((twice == np.round(twice)) & (twice >= 1) & (twice <= 10) if fmt == "csv"
                  else np.isin(table["rating"], (1, 2, 3, 4, 5)))
-        sorted_movies = np.sort(known_movies)
-        position = np.minimum(np.searchsorted(sorted_movies, table["movie"]), len(sorted_movies) - 1)
-        if valid.all() and (sorted_movies[position] == table["movie"]).all():
-            return table["user"], table["movie"], table["rating"], table["timestamp"]
+        item_index = _rows_of(known_movies, table["movie"])
+        if valid.all() and (item_index >= 0).all():
+            return table["user"], item_index, table["rating"], table["timestamp"]
     known = set(known_movies.tolist())
     checks = (_is_integer, lambda text: _is_integer(text) and int(text) in known, is_rating, _is_integer)
     _raise_first_bad_line(path, encoding, delimiter, header_lines, checks, expected)
-    raise ValueError(f"{path}: np.loadtxt could not read it as lines of {expected}, yet no line is malformed by "
-                     "that description (for instance, a number written in a form np.loadtxt rejects).")
+    # Only where np.loadtxt and the line checks disagree on what a number may look like.
+    raise ValueError(f"{path}: {loadtxt_error}; expected lines of {expected}.")
 
 
 def _load_table(path, delimiter, header_lines, encoding):
-    """The file as a `_RATING_COLUMNS` array, or None when np.loadtxt rejects it."""
+    """The file as a `_RATING_COLUMNS` array and None, or None and why np.loadtxt rejects it."""
     source = path
     if len(delimiter) > 1:  # np.loadtxt splits on one character only
         with open(path, encoding=encoding) as file:
             text = file.read()
         if "\t" in text:
-            return None
+            return None, "a tab in a '::'-separated file"
         source = io.StringIO(text.replace(delimiter, "\t"))
         delimiter = "\t"
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*input contained no data")
             return np.loadtxt(source, dtype=_RATING_COLUMNS, delimiter=delimiter, skiprows=header_lines,
-                              comments=None, encoding=encoding, ndmin=1)
-    except ValueError:
-        return None
+                              comments=None, encoding=encoding, ndmin=1), None
+    except ValueError as error:  # UnicodeDecodeError included
+        return None, str(error)
 
 
 def _raise_first_bad_line(path, encoding, delimiter, header_lines, checks, expected):
-    """Raises `MovieLensFormatError` at the first non-blank line failing ``checks`` (one per field)."""
-    with open(path, encoding=encoding, errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
-            line = line.rstrip("\r\n")
-            if number <= header_lines or not line.strip():
-                continue
+    """Raises `MovieLensFormatError` at the first non-empty line failing ``checks`` (one per field).
+
+    Empty lines are skipped, as np.loadtxt skips them; a line of spaces fails, as it does there.
+    """
+    for number, line in _decoded_lines(path, encoding):
+        line = line.rstrip("\r\n")
+        if number > header_lines and line:
             fields = line.split(delimiter)
             if len(fields) != len(checks) or not all(check(field) for check, field in zip(checks, fields)):
                 raise MovieLensFormatError(path, number, expected, line)
@@ -284,7 +307,7 @@ def _decoded_lines(path, encoding):
                 yield number, raw.decode(encoding)
             except UnicodeDecodeError as error:
                 raise MovieLensFormatError(path, number, f"{encoding} text ({error.reason})",
-                                           raw.decode(encoding, errors="replace")) from None
+                                           raw.decode(encoding, errors="replace").rstrip("\r\n")) from None
 
 
 def _movie_table(path, rows):
@@ -420,5 +443,5 @@ def _read_tfds(release, data_dir):
     items = {"movie_id": movie_ids, "title": np.array([movies[m][0] for m in movie_ids], dtype=object),
              "genres": np.array([movies[m][1] for m in movie_ids], dtype=object)}
     columns = {key: np.concatenate(part) for key, part in parts.items()}
-    return _assemble(release, builder.data_dir, columns["user"], columns["movie"], columns["rating"],
-                     columns["timestamp"], items)
+    return _assemble(release, builder.data_dir, columns["user"], _rows_of(movie_ids, columns["movie"]),
+                     columns["rating"], columns["timestamp"], items)
