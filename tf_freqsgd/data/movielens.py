@@ -38,6 +38,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from tf_freqsgd.data.ids import distinct_and_index, rows_of
 from tf_freqsgd.data.synthetic import MOVIELENS_GENRES, make_interactions, make_items
 
 # Name, users, items and ratings of the synthetic datasets: the sizes of MovieLens 100K and 1M
@@ -129,7 +130,7 @@ def _sample(record, num_ratings, seed):
         raise ValueError(f"`num_ratings` ({num_ratings}) exceeds the {size} ratings of {record.name}.")
     keep = np.sort(np.random.default_rng(seed).choice(size, num_ratings, replace=False))
     ratings = {key: value[keep] for key, value in record.ratings.items()}
-    users, ratings["user_id"] = _distinct_and_index(ratings["user_id"])
+    users, ratings["user_id"] = distinct_and_index(ratings["user_id"])
     return dataclasses.replace(record, ratings=ratings, num_users=len(users), name=f"{record.name}-n{num_ratings}")
 
 
@@ -175,38 +176,12 @@ def _read_release(release, directory):
 
 def _assemble(name, source, users, item_index, ratings, timestamps, items):
     """The record of raw user ids and item indices, users turned into contiguous indices."""
-    user_ids, user_index = _distinct_and_index(users)
+    user_ids, user_index = distinct_and_index(users)
     ratings = np.asarray(ratings, dtype=np.float32)
     return MovieLens(
         ratings={"user_id": user_index.astype(np.int64), "item_id": item_index.astype(np.int64), "rating": ratings,
                  "timestamp": np.asarray(timestamps, dtype=np.int64), "label": (ratings > 3).astype(np.float32)},
         items=items, num_users=len(user_ids), num_items=len(items["movie_id"]), name=name, source=source)
-
-
-# Raw ids below this get dense lookup tables (8 bytes an id: at most 128 MiB), O(1) a rating; the
-# sort or binary search of larger ids costs ~7 s each over ML-25M's 25M ratings.
-_DENSE_ID_LIMIT = 1 << 24
-
-
-def _distinct_and_index(raw_ids):
-    """The distinct ids in increasing order, and each entry's index among them (np.unique's inverse)."""
-    if raw_ids.size and raw_ids.min() >= 0 and raw_ids.max() < _DENSE_ID_LIMIT:
-        present = np.zeros(raw_ids.max() + 1, dtype=bool)
-        present[raw_ids] = True
-        return np.flatnonzero(present), (np.cumsum(present) - 1)[raw_ids]
-    return np.unique(raw_ids, return_inverse=True)
-
-
-def _rows_of(movie_ids, movies):
-    """Each of ``movies``' row in the ``movie_ids`` table, -1 where it is not listed."""
-    if movie_ids.min() >= 0 and movie_ids.max() < _DENSE_ID_LIMIT:
-        row_of = np.full(movie_ids.max() + 1, -1, dtype=np.int64)
-        row_of[movie_ids] = np.arange(len(movie_ids))
-        listed = (movies >= 0) & (movies < len(row_of))
-        return np.where(listed, row_of[np.where(listed, movies, 0)], -1)
-    order = np.argsort(movie_ids)
-    position = np.minimum(np.searchsorted(movie_ids[order], movies), len(movie_ids) - 1)
-    return np.where(movie_ids[order][position] == movies, order[position], -1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,7 +228,7 @@ def _read_ratings(path, fmt, known_movies):
         twice = 2 * table["rating"]
         valid = ((twice == np.round(twice)) & (twice >= 1) & (twice <= 10) if fmt == "csv"
                  else np.isin(table["rating"], (1, 2, 3, 4, 5)))
-        item_index = _rows_of(known_movies, table["movie"])
+        item_index = rows_of(known_movies, table["movie"])
         if valid.all() and (item_index >= 0).all():
             return table["user"], item_index, table["rating"], table["timestamp"]
     known = set(known_movies.tolist())
@@ -443,5 +418,5 @@ def _read_tfds(release, data_dir):
     items = {"movie_id": movie_ids, "title": np.array([movies[m][0] for m in movie_ids], dtype=object),
              "genres": np.array([movies[m][1] for m in movie_ids], dtype=object)}
     columns = {key: np.concatenate(part) for key, part in parts.items()}
-    return _assemble(release, builder.data_dir, columns["user"], _rows_of(movie_ids, columns["movie"]),
+    return _assemble(release, builder.data_dir, columns["user"], rows_of(movie_ids, columns["movie"]),
                      columns["rating"], columns["timestamp"], items)

@@ -6,6 +6,8 @@ All functions take and return dicts like ``MovieLens.ratings``: ``user_id``, ``i
 
 import numpy as np
 
+from tf_freqsgd.data.ids import distinct_and_index
+
 
 def check_ratings(ratings, required=()):
     """The number of entries of a ratings dict, after checking its arrays line up."""
@@ -55,8 +57,10 @@ def temporal_split(ratings, val_last_n=1, test_last_n=1):
         if not (isinstance(value, (int, np.integer)) and value >= 0):
             raise ValueError(f"`{name}` must be an integer >= 0; got {value!r}.")
     size = check_ratings(ratings, required=("user_id", "timestamp"))
-    _, users = np.unique(ratings["user_id"], return_inverse=True)
-    order = np.lexsort((np.arange(size), ratings["timestamp"], users))  # by user, then time, then position
+    _, users = distinct_and_index(np.asarray(ratings["user_id"]))
+    # By user, then time, then position: stable sorts, the last one by the first key.
+    by_time = np.argsort(ratings["timestamp"], kind="stable")
+    order = by_time[np.argsort(users[by_time], kind="stable")]
     per_user = np.bincount(users)
     first_of_user = np.cumsum(per_user) - per_user
     from_end = np.empty(size, dtype=np.int64)  # 0 for each user's latest rating
