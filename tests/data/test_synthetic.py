@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tf_freqsgd.data import ctr_view, make_interactions, train_val_test_split
+from tf_freqsgd.data import make_interactions, make_items
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +42,6 @@ def test_ratings_follow_the_hidden_preferences(data):
     assert abs(ratings[:half].mean() - ratings[half:].mean()) < 0.1
 
 
-def test_ctr_view_drops_rating_three(data):
-    view = ctr_view(data)
-    assert 3 not in view["rating"]
-    assert len(view["rating"]) == int((data["rating"] != 3).sum())
-
-
-def test_split_sizes_and_disjointness(data):
-    parts = train_val_test_split(data, fractions=(0.8, 0.1, 0.1), seed=3)
-    assert [len(p["user_id"]) for p in parts] == [80_000, 10_000, 10_000]
-    keys = [set(zip(p["timestamp"].tolist(), p["user_id"].tolist())) for p in parts]
-    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
-
-
 @pytest.mark.parametrize(
     "kwargs,argument",
     [
@@ -71,6 +58,7 @@ def test_bad_arguments_name_themselves(kwargs, argument):
         make_interactions(**kwargs)
 
 
-def test_bad_fractions(data):
-    with pytest.raises(ValueError, match="`fractions`"):
-        train_val_test_split(data, fractions=(0.8, 0.3, 0.1))
+
+def test_items_need_a_positive_count():
+    with pytest.raises(ValueError, match="`num_items` must be a positive integer; got 0"):
+        make_items(0)

@@ -11,9 +11,9 @@ def as_dataset(ratings, batch_size, *, shuffle=True, seed=0, features=("user_id"
 
     With ``shuffle`` every pass over the dataset (each Keras epoch) visits all entries once in a
     new order; the sequence of orders is fixed by ``seed``. The order is a permutation of indices,
-    drawn once per pass, and batches gather from the arrays: no shuffle buffer of entries, so
-    memory stays that of the arrays themselves (25M ratings included). The last batch may be
-    smaller.
+    drawn once per pass, and batches gather from the arrays: no shuffle buffer of entries, so the
+    memory is one copy of the columns used plus 8 bytes an entry for the permutation (25M ratings
+    included). The last batch may be smaller.
     """
     features = (features,) if isinstance(features, str) else tuple(features)
     size = check_ratings(ratings, required=features + ((label,) if label is not None else ()))
