@@ -273,3 +273,42 @@ def test_table_hidden_in_a_custom_layer_fails_the_op_check(tmp_path):
     with pytest.raises(RuntimeError, match="TFRA>CuckooHashTableFind"):
         export_for_serving(model, str(tmp_path / "1"))
     assert os.listdir(tmp_path) == []  # the unservable export was not kept
+
+
+class ServableLookupWrapper(tf.keras.layers.Layer):
+    """A custom layer owning a dynamic embedding that names its serving form (the export hook)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = filled_embedding("in_servable_wrapper", [3, 4, 5], initializer=tf.keras.initializers.Zeros())
+
+    def call(self, ids):
+        return 2.0 * self.inner(ids)
+
+    def serving_layer(self):
+        return DoubledLookup(static_embedding_from(self.inner), name=self.name)
+
+
+class DoubledLookup(tf.keras.layers.Layer):
+    def __init__(self, lookup, **kwargs):
+        super().__init__(**kwargs)
+        self.lookup = lookup
+
+    def call(self, ids):
+        return 2.0 * self.lookup(ids)
+
+
+def test_a_layer_with_serving_layer_is_replaced_by_it_in_nested_models(tmp_path):
+    tower = tf.keras.Sequential([
+        tf.keras.Input(shape=(2,), dtype=tf.int64),
+        ServableLookupWrapper(name="servable"),
+        tf.keras.layers.GlobalAveragePooling1D(),
+    ], name="servable_tower")
+    ids = tf.keras.Input(shape=(2,), dtype=tf.int64, name="ids")
+    model = tf.keras.Model(ids, tf.keras.layers.Dense(1, name="score")(tower(ids)))
+    export_dir = str(tmp_path / "1")
+    export_for_serving(model, export_dir)
+    queries = np.array([[3, 4], [5, 99]], np.int64)
+    served = serve_in_process(export_dir, ids=tf.constant(queries))
+    np.testing.assert_allclose(served["score"], model(queries).numpy(), rtol=0, atol=1e-6)
+    assert not [op for op in op_types(export_dir) if op.startswith("TFRA>")]

@@ -6,6 +6,10 @@ freezes every dynamic table into a ``StaticEmbedding`` -- the table's keys (sort
 in ordinary variables, looked up with ``tf.searchsorted`` and ``tf.gather`` -- and writes a
 SavedModel that loads with TensorFlow alone.
 
+Other layers that want a different form in serving say so with a ``serving_layer()`` method, whose
+result replaces them in the export: ``tf_freqsgd.layers.MLETEmbedding`` returns its collapsed
+``n × d`` table, ``PEPEmbedding`` and ``MaskedEmbedding`` their pruned tables.
+
 Ids missing from a table get what the TFRA layer returns for them when that value is fixed: a
 constant initializer's row (``Zeros``, ``Constant``, a number). TFRA draws missing ids' values
 from the initializer on every lookup, so a random initializer (the layer's default
@@ -76,10 +80,12 @@ def export_for_serving(model, export_dir, *, input_signature=None, overwrite=Fal
     the Keras model it saved.
 
     Every ``de.keras.layers.Embedding`` of ``model`` (nested Functional and Sequential models
-    included) becomes a ``StaticEmbedding`` holding the table's current contents; the other
-    layers are shared with ``model``, not copied, so their weights are the trained ones. The
-    SavedModel's ``serving_default`` signature takes the model's inputs, keyed by input name,
-    and returns a dict of its outputs, keyed by output name.
+    included) becomes a ``StaticEmbedding`` holding the table's current contents, and every layer
+    with a ``serving_layer()`` method becomes what that returns (``tf_freqsgd.layers``' MLET and
+    PEP layers: their ``n × d`` tables); the other layers are shared with ``model``, not copied,
+    so their weights are the trained ones. The SavedModel's ``serving_default`` signature takes
+    the model's inputs, keyed by input name, and returns a dict of its outputs, keyed by output
+    name.
 
     Args:
       model: a Functional or Sequential ``tf.keras.Model`` built on ``tf.keras.Input``.
@@ -124,26 +130,39 @@ def _freeze_dynamic_embeddings(model):
 
 
 def _frozen_or_shared(layer):
-    """clone_model's per-layer step: freeze dynamic embeddings, recurse into models holding
-    them, share every other layer (and so its trained weights)."""
+    """clone_model's per-layer step: freeze dynamic embeddings, put a layer's ``serving_layer()``
+    in its place, recurse into models holding either, share every other layer (and so its
+    trained weights)."""
     if isinstance(layer, DynamicEmbedding):
         return static_embedding_from(layer)
-    if isinstance(layer, tf.keras.Model) and _holds_dynamic_embedding(layer):
+    if _has_serving_form(layer):
+        return layer.serving_layer()
+    if isinstance(layer, tf.keras.Model) and any(map(_needs_rewrite, layer.submodules)):
         _check_graph_model(layer)
         return _freeze_dynamic_embeddings(layer)
     return layer
 
 
-def _holds_dynamic_embedding(model):
-    return any(isinstance(module, DynamicEmbedding) for module in model.submodules)
+def _has_serving_form(layer):
+    return callable(getattr(layer, "serving_layer", None))
+
+
+def _needs_rewrite(module):
+    return isinstance(module, DynamicEmbedding) or _has_serving_form(module)
+
+
+def frozen_table(layer):
+    """``(keys, rows, default_row)``: the current contents of a ``de.keras.layers.Embedding`` as
+    NumPy arrays, and the row its lookups give ids missing from it (see ``_missing_id_row``)."""
+    _check_freezable(layer)
+    keys, rows = layer.params.export()
+    keys = keys.numpy()
+    return keys, rows.numpy(), _missing_id_row(layer, keys)
 
 
 def static_embedding_from(layer):
     """A ``StaticEmbedding`` holding the current contents of a ``de.keras.layers.Embedding``."""
-    _check_freezable(layer)
-    keys, rows = layer.params.export()
-    return StaticEmbedding(keys.numpy(), rows.numpy(), _missing_id_row(layer, keys.numpy()),
-                           name=layer.name, dtype=layer.params.value_dtype)
+    return StaticEmbedding(*frozen_table(layer), name=layer.name, dtype=layer.params.value_dtype)
 
 
 def _check_freezable(layer):
