@@ -19,7 +19,9 @@ def one_pass(dataset, key="index"):
 
 
 def test_batches_hold_the_features(ratings):
-    batches = list(as_dataset(ratings, 300, features=("user_id", "item_id", "index")))
+    dataset = as_dataset(ratings, 300, features=("user_id", "item_id", "index"))
+    batches = list(dataset)
+    assert len(dataset) == 4
     assert [len(batch["index"]) for batch in batches] == [300, 300, 300, 100]
     assert set(batches[0]) == {"user_id", "item_id", "index"}
     assert batches[0]["item_id"].dtype == tf.int64
@@ -63,6 +65,7 @@ def test_label_gives_pairs_and_keras_trains_on_them(ratings):
     ({"batch_size": 8, "features": ("user_id", "genre")}, r"`ratings` lacks \['genre'\]"),
     ({"batch_size": 8, "label": "click"}, r"`ratings` lacks \['click'\]"),
     ({"batch_size": 8, "features": ()}, r"`features` must name at least one key"),
+    ({"batch_size": 8, "seed": None}, r"`seed` must be an integer; got None"),
 ])
 def test_bad_arguments(ratings, kwargs, message):
     with pytest.raises(ValueError, match=message):

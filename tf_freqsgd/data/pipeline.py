@@ -13,12 +13,14 @@ def as_dataset(ratings, batch_size, *, shuffle=True, seed=0, features=("user_id"
     new order; the sequence of orders is fixed by ``seed``. The order is a permutation of indices,
     drawn once per pass, and batches gather from the arrays: no shuffle buffer of entries, so the
     memory is one copy of the columns used plus 8 bytes an entry for the permutation (25M ratings
-    included). The last batch may be smaller.
+    included). The last batch may be smaller; ``len(dataset)`` is the number of batches.
     """
     features = (features,) if isinstance(features, str) else tuple(features)
     size = check_ratings(ratings, required=features + ((label,) if label is not None else ()))
     if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
         raise ValueError(f"`batch_size` must be a positive integer; got {batch_size!r}.")
+    if not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"`seed` must be an integer; got {seed!r}.")
     if not features:
         raise ValueError("`features` must name at least one key of `ratings`.")
     columns = {key: tf.constant(ratings[key]) for key in features + ((label,) if label is not None else ())}
@@ -40,4 +42,5 @@ def as_dataset(ratings, batch_size, *, shuffle=True, seed=0, features=("user_id"
     pass_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
     return (pass_seeds.flat_map(batch_indices)
             .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .apply(tf.data.experimental.assert_cardinality(-(-size // batch_size)))  # known to Keras and len()
             .prefetch(tf.data.AUTOTUNE))
