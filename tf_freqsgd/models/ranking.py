@@ -1,0 +1,161 @@
+r"""Ranking: a user embedding and an item embedding scored by a small MLP (TFRS's ranking model).
+
+.. math::
+
+    y(u, i) = \mathrm{MLP}([e_u; e_i]), \qquad \mathrm{MLP}: 2d \to 256 \to 64 \to 1 \ (\text{ReLU})
+
+Tasks (``RANKING_TASKS``):
+
+* ``"rating"``: ``y`` predicts the rating; loss: mean squared error over the batch. Evaluation:
+  RMSE, and the AUC of ``y`` as a click score on the CTR view of the same ratings (rating 3
+  dropped, positive above 3), since a good rating model also orders likes before dislikes.
+* ``"ctr"``: ``y`` is the logit of "liked" (rating > 3) on the CTR view; loss: mean sigmoid
+  cross-entropy. Evaluation: AUC and log-loss. Exact metrics, from ``tf_freqsgd.evaluation``.
+
+``export_ranking`` writes a SavedModel whose ``serving_default`` maps ``user_id`` and
+``movie_id`` (int64 ``[batch]``, the raw MovieLens id, as retrieval serves) to ``score``
+(float32 ``[batch]``): the predicted rating, or the click probability ``sigmoid(y)``. A
+``movie_id`` outside the catalogue is an ``InvalidArgument`` error naming it.
+"""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tf_freqsgd.data import ctr_view
+from tf_freqsgd.evaluation import auc, log_loss
+from tf_freqsgd.export import export_for_serving
+from tf_freqsgd.models.embeddings import make_embedding
+
+RANKING_TASKS = ("rating", "ctr")
+HIDDEN_UNITS = (256, 64)
+
+
+def mlp_head(dim, hidden_units=HIDDEN_UNITS, seed=0):
+    """``[e_u, e_i] -> MLP([e_u; e_i])``, a functional model of two ``[batch, dim]`` inputs."""
+    user = tf.keras.Input(shape=(dim,), name="user_vector")
+    item = tf.keras.Input(shape=(dim,), name="item_vector")
+    hidden = tf.keras.layers.Concatenate()([user, item])
+    for index, units in enumerate(hidden_units):
+        initializer = tf.keras.initializers.GlorotUniform(seed=seed + index)
+        hidden = tf.keras.layers.Dense(units, activation="relu", kernel_initializer=initializer)(hidden)
+    output = tf.keras.layers.Dense(1, kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed + 99))(hidden)
+    return tf.keras.Model([user, item], tf.keras.layers.Reshape(())(output), name="head")
+
+
+class RankingModel(tfrs.Model):
+    """``y(u, i)`` of the module docstring. Inputs: dicts of int64 ``user_id`` and ``item_id``
+    (``[batch]``); training data: ``(features, label)`` pairs (the rating, or 0/1)."""
+
+    def __init__(self, num_users, num_items, *, task="rating", embedding="table", dim=32, seed=0,
+                 **embedding_options):
+        super().__init__()
+        if task not in RANKING_TASKS:
+            raise ValueError(f"Unknown ranking task {task!r}; expected one of {RANKING_TASKS}.")
+        self.ranking_task = task
+        self.num_users, self.num_items = num_users, num_items
+        self.user_embedding = make_embedding(embedding, num_users, dim, name="user_embedding", seed=seed,
+                                             **embedding_options)
+        self.item_embedding = make_embedding(embedding, num_items, dim, name="item_embedding", seed=seed + 1,
+                                             **embedding_options)
+        self.head = mlp_head(dim, seed=seed + 2)
+        if task == "rating":
+            self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(),
+                                           metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
+        else:
+            self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+                                           metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
+
+    def build_tables(self):
+        """Creates every variable (call once before compiling)."""
+        self(_placeholder_batch())
+
+    def call(self, features):
+        return self.head([self.user_embedding(features["user_id"]), self.item_embedding(features["item_id"])])
+
+    def compute_loss(self, inputs, training=False):
+        features, labels = inputs
+        return self.task(labels=labels, predictions=self(features))
+
+    def train_step(self, inputs):
+        # TFRS's regularization and total losses repeat the loss here.
+        return _without_total_losses(super().train_step(inputs))
+
+    def test_step(self, inputs):
+        return _without_total_losses(super().test_step(inputs))
+
+
+def _placeholder_batch():
+    return {"user_id": tf.zeros([1], tf.int64), "item_id": tf.zeros([1], tf.int64)}
+
+
+def _without_total_losses(logs):
+    return {name: value for name, value in logs.items() if name not in ("regularization_loss", "total_loss")}
+
+
+def training_view(ratings, task):
+    """The ratings a ``task`` trains and evaluates on: all of them, or the CTR view."""
+    return ctr_view(ratings) if task == "ctr" else ratings
+
+
+def label_key(task):
+    return "label" if task == "ctr" else "rating"
+
+
+def evaluate_ranking(model, ratings, batch_size=8192):
+    """Exact metrics of ``model`` on a ratings dict (all ratings; the task picks its view):
+    ``{"rmse", "auc"}`` for ``"rating"``, ``{"auc", "log_loss"}`` for ``"ctr"``."""
+    def predict(part):
+        features = {key: part[key] for key in ("user_id", "item_id")}
+        return model.predict(features, batch_size=batch_size, verbose=0)
+
+    clicks = ctr_view(ratings)
+    if model.ranking_task == "ctr":
+        logits = predict(clicks)
+        return {"auc": auc(clicks["label"], logits), "log_loss": log_loss(clicks["label"], logits)}
+    predicted = predict(ratings)
+    rmse = float(np.sqrt(np.mean((predicted - ratings["rating"]) ** 2)))
+    return {"rmse": rmse, "auc": auc(clicks["label"], predict(clicks))}
+
+
+class CatalogueIndex(tf.keras.layers.Layer):
+    """Maps raw ids to their position in ``catalogue`` (``catalogue[position] == id``) with stock
+    ops (a sorted search); an id not in it raises ``InvalidArgument`` naming it."""
+
+    def __init__(self, catalogue, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        catalogue = np.asarray(catalogue, np.int64)
+        order = np.argsort(catalogue, kind="stable")
+        if np.any(np.diff(catalogue[order]) == 0):
+            raise ValueError(f"CatalogueIndex {self.name!r}: the catalogue's ids must be distinct.")
+        self.sorted_ids = self._constant("sorted_ids", catalogue[order])
+        self.positions = self._constant("positions", order.astype(np.int64))
+
+    def _constant(self, name, value):
+        return self.add_weight(name=name, shape=value.shape, dtype=tf.int64, trainable=False,
+                               initializer=tf.keras.initializers.Constant(value))
+
+    def call(self, ids):
+        ids = tf.cast(ids, tf.int64)
+        found_at = tf.minimum(tf.searchsorted(self.sorted_ids, ids, out_type=tf.int64),
+                              tf.size(self.sorted_ids, out_type=tf.int64) - 1)
+        known = tf.equal(tf.gather(self.sorted_ids, found_at), ids)
+        check = tf.debugging.Assert(tf.reduce_all(known), [f"{self.name}: ids not in the catalogue:",
+                                                           tf.boolean_mask(ids, tf.logical_not(known))])
+        with tf.control_dependencies([check]):
+            return tf.gather(self.positions, found_at)
+
+
+def export_ranking(model, export_dir, movie_ids):
+    """Writes the scorer of the module docstring to ``export_dir`` (replaced); ``movie_ids[i]``
+    is item ``i``'s raw id. Returns the Keras model saved."""
+    movie_ids = np.asarray(movie_ids, np.int64)
+    if movie_ids.shape != (model.num_items,):
+        raise ValueError(f"movie_ids has shape {movie_ids.shape}; expected ({model.num_items},), one per item.")
+    user_id = tf.keras.Input(shape=(), dtype=tf.int64, name="user_id")
+    movie_id = tf.keras.Input(shape=(), dtype=tf.int64, name="movie_id")
+    item_id = CatalogueIndex(movie_ids, name="movie_index")(movie_id)
+    output = model.head([model.user_embedding(user_id), model.item_embedding(item_id)])
+    activation = "sigmoid" if model.ranking_task == "ctr" else "linear"
+    score = tf.keras.layers.Activation(activation, name="score")(output)
+    return export_for_serving(tf.keras.Model([user_id, movie_id], score), export_dir, overwrite=True)

@@ -1,0 +1,161 @@
+r"""TFRS two-tower retrieval with in-batch negatives and optional log-Q correction.
+
+A user tower and an item tower (one embedding each, ``tf_freqsgd.models.embeddings``) map ids to
+vectors ``u`` and ``v``. For a batch of ``B`` (user, item) pairs the loss is TFRS's ``Retrieval``
+task: softmax cross-entropy of each user against its own item, the other items of the batch
+being the negatives, summed over the batch:
+
+.. math::
+
+    L = -\sum_i \log \frac{\exp(s_{ii})}{\sum_j \exp(s_{ij})}, \qquad
+    s_{ij} = \langle u_i, v_j\rangle - \log q_j \quad (\text{log-Q correction})
+
+Other occurrences of user ``i``'s positive item in the batch are removed from its negatives
+(TFRS's ``remove_accidental_hits``). In-batch negatives are items sampled by popularity: an item
+of frequency ``q_j`` is pushed down about ``q_j`` times as often as under uniform sampling.
+Subtracting ``log q_j`` (Yi et al., "Sampling-bias-corrected neural modeling for large corpus item
+recommendations", RecSys 2019) corrects that. ``q_j`` only needs to be right up to a common
+factor (it cancels in the softmax), so appearances per step serve as well as per batch slot:
+
+* ``logq="counter"``: ``q_j = c_j / N_t``, the frequency estimate of the counter the optimizer
+  (``CounterSGD``, ``RowwiseAdagradCounter``) keeps for the item's row, at the current step
+  (``tf_freqsgd.models.row_state.batch_frequency``): free, online, and it follows drift.
+* ``logq="counts"``: ``q_j = count_j / steps_per_epoch`` from the training split, for any optimizer.
+
+Recall@k (``recall_at_k``) is TFRS's ``FactorizedTopK`` top-k categorical accuracy over the
+whole catalogue: the share of held-out (user, item) pairs whose item is among the user's ``k``
+highest-scoring items (items the user rated in training are not excluded, as in TFRS' tutorial).
+
+``export_retrieval`` writes a SavedModel whose ``serving_default`` maps ``user_id`` (int64
+``[batch]``) to ``movie_ids`` (int64 ``[batch, k]``) and ``scores`` (float32 ``[batch, k]``),
+best first, by a brute-force top-k over the catalogue's embeddings, with stock TensorFlow ops.
+"""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tf_freqsgd.export import export_for_serving
+from tf_freqsgd.models.embeddings import make_embedding, seed_rows
+from tf_freqsgd.models.row_state import batch_frequency, has_counters
+
+LOGQ_MODES = ("none", "counter", "counts")
+RECALL_KS = (10, 50, 100)
+
+
+class CatalogueTopK(tfrs.layers.factorized_top_k.TopK):
+    """Exact top-k over every item of the catalogue, embedded by the item tower at each call, so
+    evaluation always sees the current weights (no index to rebuild after training)."""
+
+    def __init__(self, item_embedding, num_items, k=max(RECALL_KS), **kwargs):
+        super().__init__(k=k, **kwargs)
+        self.item_embedding = item_embedding
+        self.num_items = num_items
+
+    def catalogue_vectors(self):
+        return self.item_embedding(tf.range(self.num_items, dtype=tf.int64))
+
+    def call(self, queries, k=None):
+        k = min(k or self._k, self.num_items)
+        scores, item_ids = tf.math.top_k(self._compute_score(queries, self.catalogue_vectors()), k=k)
+        return scores, tf.cast(item_ids, tf.int64)
+
+    def index(self, candidates, identifiers=None):
+        raise NotImplementedError("CatalogueTopK scores the item tower's current catalogue; it keeps no index.")
+
+    def is_exact(self):
+        return True
+
+
+class RetrievalModel(tfrs.Model):
+    """Two towers of one embedding each over ``num_users`` users and ``num_items`` items.
+
+    Inputs: dicts of int64 ``user_id`` and ``item_id`` (``[batch]``). Evaluation reports
+    ``recall/top_<k>_categorical_accuracy`` for each ``k`` of ``ks``. Set ``sampling_probability``
+    (a function of the batch's item ids, see ``counter_logq`` and ``counts_logq``) for log-Q
+    correction.
+    """
+
+    def __init__(self, num_users, num_items, *, embedding="table", dim=32, ks=RECALL_KS, seed=0,
+                 **embedding_options):
+        super().__init__()
+        self.num_users, self.num_items = num_users, num_items
+        self.user_embedding = make_embedding(embedding, num_users, dim, name="user_embedding", seed=seed,
+                                             **embedding_options)
+        self.item_embedding = make_embedding(embedding, num_items, dim, name="item_embedding", seed=seed + 1,
+                                             **embedding_options)
+        self.catalogue = CatalogueTopK(self.item_embedding, num_items, k=max(ks))
+        self.task = tfrs.tasks.Retrieval(
+            metrics=tfrs.metrics.FactorizedTopK(self.catalogue, ks=ks, name="recall"),
+            remove_accidental_hits=True)
+        self.sampling_probability = None
+
+    def build_tables(self):
+        """Creates the towers' variables, and gives every catalogue item a row in a TFRA table
+        (see ``embeddings.seed_rows``): a candidate's vector is then fixed, as in a fixed table."""
+        self.user_embedding(tf.zeros([1], tf.int64))
+        self.item_embedding(tf.zeros([1], tf.int64))
+        seed_rows(self.item_embedding, np.arange(self.num_items))
+
+    def compute_loss(self, features, training=False):
+        item_ids = features["item_id"]
+        probability = self.sampling_probability(item_ids) if self.sampling_probability else None
+        return self.task(self.user_embedding(features["user_id"]), self.item_embedding(item_ids),
+                         candidate_sampling_probability=probability, candidate_ids=item_ids,
+                         compute_metrics=not training, compute_batch_metrics=False)
+
+    def train_step(self, inputs):
+        # Recall is measured in evaluation only (compute_metrics=not training): its training
+        # means stay at zero, and TFRS's regularization and total losses repeat the loss here.
+        return {name: value for name, value in super().train_step(inputs).items() if name == "loss"}
+
+    def test_step(self, inputs):
+        return {name: value for name, value in super().test_step(inputs).items()
+                if name == "loss" or name.startswith("recall/")}
+
+    def recommend(self, user_ids, k):
+        """``(scores, item ids)`` of the ``k`` best items of each user, best first."""
+        return self.catalogue(self.user_embedding(tf.constant(user_ids, tf.int64)), k=k)
+
+
+def counter_logq(model):
+    """Log-Q probabilities from the counters of ``model.optimizer`` (built) for the item table."""
+    if not has_counters(model.optimizer):
+        raise ValueError(f"logq='counter' needs an optimizer that keeps counters (CounterSGD, "
+                         f"RowwiseAdagradCounter); got {type(model.optimizer).__name__}. Use logq='counts'.")
+    return lambda item_ids: batch_frequency(model.optimizer, model.item_embedding, item_ids)
+
+
+def counts_logq(item_frequencies):
+    """Log-Q probabilities read from fixed per-item frequencies (``training.id_frequencies``)."""
+    table = tf.constant(np.asarray(item_frequencies, np.float32))
+    return lambda item_ids: tf.gather(table, item_ids)
+
+
+def recall_at_k(model, dataset):
+    """``{"recall@k": ...}`` of ``model`` on a dataset of ``user_id``/``item_id`` batches."""
+    results = model.evaluate(dataset, return_dict=True, verbose=0)
+    prefix, suffix = "recall/top_", "_categorical_accuracy"
+    return {f"recall@{name[len(prefix):-len(suffix)]}": float(value)
+            for name, value in results.items() if name.startswith(prefix)}
+
+
+def export_retrieval(model, export_dir, movie_ids, k=10):
+    """Writes the SavedModel described in the module docstring to ``export_dir`` (replaced).
+
+    ``movie_ids[i]`` is the identifier served for item ``i``. The catalogue's vectors are
+    computed now and stored; the user tower is the trained one, which ``export_for_serving``
+    turns into stock ops (a TFRA table frozen, MLET collapsed, PEP pruned). Returns the Keras
+    model saved.
+    """
+    movie_ids = np.asarray(movie_ids, np.int64)
+    if movie_ids.shape != (model.num_items,):
+        raise ValueError(f"movie_ids has shape {movie_ids.shape}; expected ({model.num_items},), one per item.")
+    if not 1 <= k <= model.num_items:
+        raise ValueError(f"k must be in [1, {model.num_items}] (the catalogue size); got {k}.")
+    top_k = tfrs.layers.factorized_top_k.BruteForce(k=k, name="top_k")
+    top_k.index(model.catalogue.catalogue_vectors(), identifiers=tf.constant(movie_ids))
+    user_id = tf.keras.Input(shape=(), dtype=tf.int64, name="user_id")
+    scores, ids = top_k(model.user_embedding(user_id))
+    outputs = [tf.keras.layers.Identity(name="movie_ids")(ids), tf.keras.layers.Identity(name="scores")(scores)]
+    return export_for_serving(tf.keras.Model(user_id, outputs), export_dir, overwrite=True)
