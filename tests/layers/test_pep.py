@@ -187,6 +187,21 @@ def test_retrain_keeps_pruned_entries_at_exactly_zero(optimizer, tmp_path):
     np.testing.assert_array_equal(layer.pruned_embedding()(IDS), layer(IDS))
 
 
+def test_a_full_mask_trains_exactly_as_a_plain_embedding():
+    initial = np.random.default_rng(4).uniform(-0.05, 0.05, (ROWS, WIDTH)).astype(np.float32)
+    labels = np.array([[1.0], [-1.0], [0.5]], np.float32)
+    tables = []
+    for layer in (MaskedEmbedding.from_mask(np.ones((ROWS, WIDTH), bool), initial),
+                  tf.keras.layers.Embedding(ROWS, WIDTH, embeddings_initializer=tf.keras.initializers.Constant(initial))):
+        ids = tf.keras.Input(shape=(3,), dtype=tf.int64)
+        dense = tf.keras.layers.Dense(1, kernel_initializer="ones")
+        model = tf.keras.Model(ids, dense(tf.keras.layers.Flatten()(layer(ids))))
+        model.compile(tf_freqsgd.CounterSGD(0.5), "mse")
+        model.fit(IDS, labels, epochs=5, batch_size=3, verbose=0, shuffle=False)
+        tables.append(layer.embeddings.numpy())
+    np.testing.assert_allclose(tables[0], tables[1], rtol=1e-6, atol=1e-7)
+
+
 def test_config_and_keras_save_round_trip(tmp_path):
     tf.keras.utils.set_random_seed(0)
     ids = tf.keras.Input(shape=(3,), dtype=tf.int64)
