@@ -4,7 +4,8 @@ Run: `.venv/bin/python benchmarks/choose_estimate.py` (about 10 minutes per data
 For each configuration: the learning rate is chosen on validation from a 5-point grid (seed 0),
 then 3 more seeds train at that rate; the table shows test AUC (mean ± std) at the epoch chosen on
 validation. Data: MovieLens 100K from `--ml100k_dir` when present, and the built-in synthetic
-Zipf data. Writes `benchmarks/results/choose_estimate.json`.
+Zipf data. Writes `benchmarks/results/choose_estimate.json`. `--quick`: synthetic data of 20,000
+ratings, 1 epoch, 1 seed (a smoke run, under a minute).
 """
 
 import json
@@ -17,6 +18,7 @@ from absl import app, flags
 import tf_freqsgd
 import tensorflow as tf
 
+import bench_flags  # noqa: E402  (beside this script)
 import ctr_harness  # noqa: E402  (beside this script)
 from tf_freqsgd.data import make_interactions
 
@@ -26,6 +28,7 @@ flags.DEFINE_string("ml100k_dir", ctr_harness.ML100K_DIR, "Directory with MovieL
 flags.DEFINE_integer("epochs", 6, "Epochs per run; the best epoch is chosen on validation.")
 flags.DEFINE_integer("seeds", 3, "Seeds of the final runs at the chosen rate.")
 flags.DEFINE_list("datasets", ["ml-100k", "synthetic"], "Data sets to measure.")
+flags.DEFINE_integer("synthetic_ratings", 100_000, "Ratings of the synthetic data set.")
 flags.DEFINE_string("output_json", os.path.join(RESULTS_DIR, "choose_estimate.json"), "Output path.")
 FLAGS = flags.FLAGS
 
@@ -44,7 +47,10 @@ CONFIGURATIONS = {
 
 
 def load(name):
-    raw = ctr_harness.read_ml100k(FLAGS.ml100k_dir) if name == "ml-100k" else make_interactions(seed=0)
+    if name == "ml-100k":
+        raw = ctr_harness.read_ml100k(FLAGS.ml100k_dir)
+    else:
+        raw = make_interactions(num_ratings=FLAGS.synthetic_ratings, seed=0)
     return None if raw is None else ctr_harness.ctr_split(raw)
 
 
@@ -68,6 +74,7 @@ def measure(data):
 
 def main(argv):
     del argv
+    bench_flags.apply_quick({"datasets": ["synthetic"], "synthetic_ratings": 20_000, "epochs": 1, "seeds": 1})
     results = {}
     for dataset in FLAGS.datasets:
         data = load(dataset)

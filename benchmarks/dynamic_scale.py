@@ -1,6 +1,7 @@
 """Step time and peak memory of a TFRA dynamic embedding of 10^5 to 10^7 rows, per optimizer.
 
-Run: `make bench-dynamic` (`.venv/bin/python benchmarks/dynamic_scale.py`; about 10 minutes). The
+Run: `make bench-dynamic` (`.venv/bin/python benchmarks/dynamic_scale.py`; about 10 minutes;
+`--quick`: N = 10^5, SGD and CounterSGD, few blocks, under a minute). The
 model is CTR-like: `ids_per_example` int64 ids an example -> `de.keras.layers.Embedding(dim)` ->
 mean pool -> Dense(1), logistic loss on random labels. A step is `batch` ids (`batch /
 ids_per_example` examples) whose ranks are drawn ∝ 1/rank^zipf_exponent over [0, N); splitmix64
@@ -40,6 +41,8 @@ import tf_freqsgd  # before TensorFlow: selects tf_keras (legacy Keras 2)
 import numpy as np
 import tensorflow as tf
 from tensorflow_recommenders_addons import dynamic_embedding as de
+
+import bench_flags  # noqa: E402  (beside this script)
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 BASELINE = "sgd"
@@ -339,6 +342,8 @@ def plot(results, sizes, path):
 
 def main(argv):
     del argv
+    bench_flags.apply_quick({"sizes": ["100000"], "optimizers": [BASELINE, "counter_sgd"], "warmup_steps": 2,
+                             "blocks": 3, "steps_per_block": 3})
     unknown = set(FLAGS.optimizers) - set(LABELS)
     if unknown:
         raise SystemExit(f"Unknown optimizers {sorted(unknown)}; choose from {sorted(LABELS)}.")
@@ -362,7 +367,8 @@ def main(argv):
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     settings = {name: FLAGS[name].value for name in CONFIG_FLAGS}
     with open(os.path.join(FLAGS.output_dir, "dynamic_scale.json"), "w") as f:
-        json.dump({"settings": settings, "results": results}, f, indent=2)
+        json.dump({"settings": settings, "labels": {key: LABELS[key] for key in FLAGS.optimizers},
+                   "results": results}, f, indent=2)
     plot(results, sizes, os.path.join(FLAGS.output_dir, "dynamic_scale.png"))
     print_tables(results, sizes)
     print(f"\nTotal {time.perf_counter() - started:.0f} s")

@@ -1,6 +1,6 @@
 """Optimizer-state bytes per embedding row, measured from each optimizer's variables.
 
-Run: `.venv/bin/python benchmarks/state_memory.py` (or `make bench-memory`). Builds every optimizer
+Run: `.venv/bin/python benchmarks/state_memory.py` (`--quick`: a 10,000-row table). Builds every optimizer
 on one embedding table and divides the bytes of the variables it creates for that table by the
 number of rows. Writes `benchmarks/results/state_memory.json` and prints a Markdown table.
 """
@@ -12,6 +12,8 @@ from absl import app, flags
 
 import tf_freqsgd
 import tensorflow as tf
+
+import bench_flags  # noqa: E402  (beside this script)
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -47,6 +49,7 @@ def table_state_bytes(make_optimizer, rows, dim):
 
 def main(argv):
     del argv
+    bench_flags.apply_quick({"rows": 10_000})
     results = []
     for name, make_optimizer in optimizers().items():
         row = {"optimizer": name}

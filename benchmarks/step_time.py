@@ -1,12 +1,13 @@
 """Time per training step on one large embedding table, as a ratio to legacy SGD in the same run.
 
-Run: `make bench-speed` (`.venv/bin/python benchmarks/step_time.py`). For each table size and
-optimizer: a training step is an embedding lookup of a batch of Zipf-distributed ids, a loss, its
-gradient (`IndexedSlices`, one row per occurrence) and the optimizer's update, in one
-`tf.function`; the update alone is `apply_gradients` on a precomputed gradient. Each figure is
-the median over blocks of steps after a warm-up; the sparse optimizers' blocks are interleaved,
-and the optimizers that update the whole table every step (tf_keras SGD and Adam) are timed alone
-afterwards. Writes `benchmarks/results/step_time.json`, `step_time.png` and a Markdown table.
+Run: `make bench-speed` (`.venv/bin/python benchmarks/step_time.py`; `--quick`: one 100K x 64
+table, few blocks, under a minute). For each table size and optimizer: a training step is an
+embedding lookup of a batch of Zipf-distributed ids, a loss, its gradient (`IndexedSlices`, one
+row per occurrence) and the optimizer's update, in one `tf.function`; the update alone is
+`apply_gradients` on a precomputed gradient. Each figure is the median over blocks of steps after
+a warm-up; the sparse optimizers' blocks are interleaved, and the optimizers that update the whole
+table every step (tf_keras SGD and Adam) are timed alone afterwards. Writes
+`benchmarks/results/step_time.json`, `step_time.png` and a Markdown table.
 """
 
 import gc
@@ -22,6 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_freqsgd import ops
+
+import bench_flags  # noqa: E402  (beside this script)
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -160,6 +163,7 @@ def plot(results, path):
 
 def main(argv):
     del argv
+    bench_flags.apply_quick({"tables": ["100000x64"], "blocks": 3, "steps_per_block": 5, "whole_table_blocks": 1})
     if not ops.custom_op_available():
         raise SystemExit("The fused op is not built: run `make install` first.")
     rng = np.random.default_rng(0)

@@ -1,0 +1,115 @@
+"""Smoke tests of the benchmark scripts at tiny sizes, each script in its own process as `make bench` runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BENCHMARKS = os.path.join(HERE, "..", "..", "benchmarks")
+sys.path.insert(0, BENCHMARKS)
+
+import bench_flags  # noqa: E402
+
+DIM = 16
+
+
+def run_script(name, *args, timeout=300):
+    return subprocess.run([sys.executable, os.path.join(BENCHMARKS, name), *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quality_quick(tmp_path_factory):
+    """quality.py at its quick sizes on 3,000 synthetic ratings: 1 seed, 1 learning rate, 1 epoch."""
+    output_dir = tmp_path_factory.mktemp("quality")
+    result = run_script("quality.py", "--quick", "--synthetic_ratings=3000", f"--dim={DIM}",
+                        "--optimizers=sgd,adagrad,counter_sgd,frequency_sgd", f"--output_dir={output_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(output_dir / "quality.json") as f:
+        return output_dir, json.load(f)
+
+
+def test_quality_measures_every_task_and_optimizer_with_one_grid_size(quality_quick):
+    output_dir, results = quality_quick
+    tasks = results["datasets"]["synthetic"]["tasks"]
+    assert list(tasks) == ["rating", "ctr", "retrieval"]
+    for task in tasks.values():
+        assert {len(r["grid"]) for r in task["optimizers"].values()} == {1}
+        for name, result in task["optimizers"].items():
+            assert result["test"]["n"] == 1, name
+            low, high = (0.5, 3.0) if task["metric"] == "rmse" else (0.0, 1.0)
+            assert low < result["test"]["mean"] < high, (task["metric"], name)
+            assert result["curves"][0][0][0] == 0 and result["curves"][0][-1][0] == task["steps_per_epoch"]
+        shares = [task["buckets"][b]["train_share"] for b in ("head", "torso", "tail")]
+        assert shares[0] >= 0.5 and sum(shares[:2]) >= 0.8 and sum(shares) == pytest.approx(1.0)
+    assert (output_dir / "quality_curves_synthetic.png").exists()
+    assert (output_dir / "quality_buckets_synthetic.png").exists()
+
+
+def test_quality_memory_is_measured_from_the_optimizers_variables(quality_quick):
+    _, results = quality_quick
+    per_row = {name: r["state_bytes_per_item_row"]
+               for name, r in results["datasets"]["synthetic"]["tasks"]["retrieval"]["optimizers"].items()}
+    assert per_row == {"sgd": 0, "adagrad": 4 * DIM, "counter_sgd": 4, "frequency_sgd": 4}
+
+
+def test_the_readme_generator_reads_the_quality_json(quality_quick):
+    output_dir, _ = quality_quick
+    import test_readme_results
+
+    text = test_readme_results.generator.render(str(output_dir), str(output_dir))
+    assert "| CounterSGD |" in text and "### Rare ids" in text
+
+
+def test_frequency_buckets_split_training_interactions_at_50_and_80_percent():
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import quality;"
+            "buckets, summary = quality.frequency_buckets([0] * 5 + [1] * 3 + [2, 3], 5);"
+            "print(buckets.tolist(), [summary[b]['items'] for b in quality.BUCKETS])")
+    result = subprocess.run([sys.executable, "-c", code, BENCHMARKS], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # Item 0 holds 50% (head); item 1 the next 30% (torso); items 2, 3 and the unseen 4 the rest.
+    assert result.stdout.split("\n")[-2] == "[0, 1, 2, 2, 2] [1, 1, 3]"
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("quality.py", ["--tasks=rating,bogus"], "unknown task 'bogus'"),
+    ("quality.py", ["--optimizers=lamb"], "unknown optimizer 'lamb'"),
+    ("first_step.py", ["--repeats=0"], "--repeats must be at least 1"),
+    ("run_all.py", ["--only=quality,speed"], "Unknown benchmark(s) ['speed']"),
+])
+def test_bad_flags_are_named(script, args, message):
+    result = run_script(script, *args, "--output_dir=/nonexistent/not-written")
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_apply_quick_keeps_flags_given_on_the_command_line():
+    flag_values = flags.FlagValues()
+    flags.DEFINE_bool("quick", False, "", flag_values=flag_values)
+    flags.DEFINE_integer("seeds", 3, "", flag_values=flag_values)
+    flags.DEFINE_integer("epochs", 5, "", flag_values=flag_values)
+    flag_values(["script", "--quick", "--seeds=2"])
+    bench_flags.apply_quick({"seeds": 1, "epochs": 1}, flag_values)
+    assert (flag_values.seeds, flag_values.epochs) == (2, 1)
+    with pytest.raises(ValueError, match=r"no flags named \['epoch'\]"):
+        bench_flags.apply_quick({"epoch": 1}, flag_values)
+
+
+def test_run_all_runs_a_script_and_regenerates_the_readme(tmp_path):
+    import test_readme_results
+
+    readme = tmp_path / "README.md"
+    readme.write_text(test_readme_results.README)
+    result = run_script("run_all.py", "--quick", "--only=state_memory", f"--output_dir={tmp_path}",
+                        f"--readme={readme}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "run_all.json") as f:
+        run = json.load(f)
+    assert run["mode"] == "quick" and run["benchmarks"]["state_memory"]["status"] == "ok"
+    assert (tmp_path / "logs" / "state_memory.log").exists()
+    text = readme.read_text()
+    assert "### Optimizer-state memory" in text and "**Quick run**" in text and "old text" not in text

@@ -1,0 +1,134 @@
+"""The README generator: only the marked section changes, and every figure comes from the JSON.
+
+The fixture JSON in `fixtures/` is the output of one `make bench-quick` (curves trimmed)."""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "fixtures")
+SCRIPT = os.path.join(HERE, "..", "..", "benchmarks", "readme_results.py")
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location("readme_results", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+generator = load_generator()
+
+README = """# Title
+
+Text before, kept as it is.
+
+## Benchmarks
+
+{begin}
+old text, replaced
+{end}
+
+Text after, kept as it is.
+""".format(begin=generator.BEGIN, end=generator.END)
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, f"{name}.json")) as f:
+        return json.load(f)
+
+
+def rendered():
+    return generator.render(FIXTURES, HERE)
+
+
+def test_only_the_marked_section_changes():
+    updated = generator.replace_section(README, "new section")
+    before, after = README.split(generator.BEGIN), updated.split(generator.BEGIN)
+    assert after[0] == before[0]
+    assert after[1].split(generator.END)[1] == before[1].split(generator.END)[1]
+    assert f"{generator.BEGIN}\nnew section\n{generator.END}" in updated
+    assert generator.replace_section(updated, "new section") == updated
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("# no markers\n", "found 0 and 0"),
+    (README + generator.BEGIN + "\n", "found 2 and 1"),
+    (f"{generator.END}\n{generator.BEGIN}\n", "comes before"),
+])
+def test_bad_markers_are_named(text, problem):
+    with pytest.raises(generator.MarkerError, match=problem):
+        generator.replace_section(text, "section")
+
+
+def test_quality_table_holds_each_optimizers_figures():
+    quality = fixture("quality")
+    text = rendered()
+    for entry in quality["datasets"].values():
+        for task in entry["tasks"].values():
+            for result in task["optimizers"].values():
+                figure = f"{result['test']['mean']:.4f} ± {result['test']['std']:.4f}"
+                assert figure in text
+                assert f"{result['label']} |" in text
+
+
+def test_plots_are_linked_relative_to_the_readme_when_present(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    shutil.copytree(FIXTURES, results)
+    assert "quality_curves_synthetic.png" not in generator.render(str(results), str(tmp_path))
+    (results / "quality_curves_synthetic.png").write_bytes(b"")
+    text = generator.render(str(results), str(tmp_path))
+    assert "![learning curves, synthetic-100k-n20000](benchmarks/results/quality_curves_synthetic.png)" in text
+
+
+def test_rare_id_rows_per_bucket_and_memory_from_the_variables():
+    text = rendered()
+    ctr = fixture("quality")["datasets"]["synthetic"]["tasks"]["ctr"]
+    for bucket in ("head", "torso", "tail"):
+        assert f"| CTR AUC ↑ | {bucket}: {ctr['buckets'][bucket]['items']:,} (" in text
+    counter = ctr["optimizers"]["counter_sgd"]
+    assert f"{counter['state_bytes']:,} B | {counter['state_bytes_per_item_row']:g} B" in text
+    assert "(1/64): it meets the ≤ 1/32 target" in text
+
+
+def test_speed_sections_and_run_header():
+    text = rendered()
+    step_time, first_step, run = fixture("step_time"), fixture("first_step"), fixture("run_all")
+    spec = next(iter(step_time["results"]))
+    assert f"| CounterSGD, fused op | {step_time['results'][spec]['CounterSGD, fused op']['step_ms']:,.2f} |" in text
+    excluded = first_step["results"]["excluded"]
+    assert f"| {excluded['label']} | {excluded['median_import_seconds']:.1f} |" in text
+    assert "**Quick run**" in text and f"`{run['benchmarks']['quality']['commit']}`" in text
+    assert "| CounterSGD | 4 | " in text  # dynamic_scale: state bytes a row, labelled by its JSON
+
+
+def test_verdicts_compare_means_within_two_standard_errors():
+    a = {"mean": 0.80, "std": 0.01, "n": 3}
+    assert generator.compare(a, {"mean": 0.79, "std": 0.01, "n": 3})[0] == "within noise"
+    assert generator.compare(a, {"mean": 0.70, "std": 0.01, "n": 3})[0] == "above"
+    assert generator.compare(a, {"mean": 0.70, "std": 0.01, "n": 3}, higher_is_better=False)[0] == "below"
+
+
+def test_missing_results_are_listed(tmp_path):
+    shutil.copy(os.path.join(FIXTURES, "state_memory.json"), tmp_path)
+    text = generator.render(str(tmp_path), str(tmp_path))
+    assert "### Optimizer-state memory" in text
+    assert "No results yet for: quality, rare ids, step time, first step, TFRA at scale, embedding size, choice of defaults." in text
+
+
+def test_check_mode_reports_a_stale_section(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    command = [sys.executable, SCRIPT, f"--results_dir={FIXTURES}", f"--readme={readme}"]
+    stale = subprocess.run(command + ["--check"], capture_output=True, text=True, timeout=60)
+    assert stale.returncode == 1 and "differs" in stale.stderr
+    assert readme.read_text() == README
+    assert subprocess.run(command, capture_output=True, text=True, timeout=60).returncode == 0
+    assert "old text" not in readme.read_text()
+    assert subprocess.run(command + ["--check"], capture_output=True, text=True, timeout=60).returncode == 0
