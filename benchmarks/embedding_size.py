@@ -10,6 +10,7 @@ Protocol. Ratings split 80/10/10 at random (seed 0). Two tasks on the same split
 sigmoid cross-entropy, reported as AUC. ``u`` and ``v`` are the embedding under test (users and
 items); the biases are plain tables of width 1 (not counted as embedding parameters). Batch 256,
 a fixed number of epochs; the epoch is chosen on validation and the test metric is reported there.
+`--quick`: 1 epoch, CounterSGD only, one width each and one PEP run (a smoke run, about a minute).
 One seed (0): differences below about 0.002 AUC / 0.003 RMSE are within run-to-run noise here.
 
 * Plain: ``tf.keras.layers.Embedding`` at each width of ``--plain_dims``; *biases only*: no vectors.
@@ -37,6 +38,7 @@ from absl import app, flags
 import tf_freqsgd
 import tensorflow as tf
 
+import bench_flags  # noqa: E402  (beside this script)
 from tf_freqsgd import data as data_lib
 from tf_freqsgd.evaluation import auc
 from tf_freqsgd.layers import MaskedEmbedding, MLETEmbedding, PEPEmbedding, PEPSparsityCallback
@@ -329,6 +331,8 @@ def print_tables(results):
 
 def main(argv):
     del argv
+    bench_flags.apply_quick({"epochs": 1, "plain_dims": ["8"], "mlet_dims": ["4"], "optimizers": ["counter_sgd"],
+                             "pep_threshold_inits": ["-3"], "pep_targets": ["0.5"]})
     started = time.perf_counter()
     dataset, splits, num_users, num_items = load_splits()
     counts = (num_users, num_items)
