@@ -15,6 +15,10 @@ for every optimizer and seed. Tasks (d = 64 everywhere, the width of the memory 
   RMSE (lower is better).
 * `ctr`: the same model on the CTR view (rating 3 dropped, positive above 3), sigmoid
   cross-entropy averaged over the batch; metric test AUC.
+* `ctr_mf`: the CTR view with logistic matrix factorisation (`tf_freqsgd.models.matrix_factorization`:
+  ``logit = <u, v> + b_u + b_i``), whose parameters are all embedding rows, so that the optimizers
+  differ only in their treatment of embeddings; `ctr`'s MLP head adds dense weights, which every
+  example updates, and which the SGD family trains with the embeddings' learning rate.
 * `retrieval`: the TFRS two-tower model of `tf_freqsgd.models.retrieval` (one embedding per tower,
   in-batch softmax over all ratings as positives, loss summed over the batch); metric test recall@100:
   the share of test (user, item) pairs whose item is among the user's 100 best-scored items of the
@@ -22,12 +26,13 @@ for every optimizer and seed. Tasks (d = 64 everywhere, the width of the memory 
 
 Protocol, the same for every optimizer (SGD, Adagrad and Adam are tf_keras's legacy, sparse
 optimizers; FrequencySGD's frequencies are counted from the training split): a learning-rate grid
-of the same size (`GRIDS`, points a factor of 3 apart around values that measured well), each
-point trained with seed 0 for a fixed number of epochs; the rate with the best validation metric
-at the end of training is chosen; seeds 1, 2, ... train at that rate. Test metrics are the mean ±
-sample std over all seeds at the chosen rate (the seed changes the initialisation and the batch
-order).
-Learning curves: the validation metric every half epoch, mean over seeds.
+of the same size (`GRIDS`, points a factor of 3 apart around values that measured well on both
+data sets), each point trained with seed 0 for a fixed number of epochs, the validation metric
+measured every half epoch. A run's result is its best validation point (early stopping: the test
+metrics are measured with the weights of that point); the rate whose run has the best one is
+chosen, and seeds 1, 2, ... train at that rate. Test metrics are the mean ± sample std over all
+seeds at the chosen rate (the seed changes the initialisation and the batch order). Learning
+curves: the validation metric against the step, mean over seeds.
 
 Rare ids: items ranked by their number of training interactions (ties by id); **head** = the most
 frequent items that together hold the first 50% of the training interactions, **torso** = the
@@ -58,6 +63,7 @@ import bench_flags  # noqa: E402  (beside this script)
 import ctr_harness  # noqa: E402  (beside this script)
 from tf_freqsgd.data import ctr_view, load_movielens, train_val_test_split
 from tf_freqsgd.evaluation import auc
+from tf_freqsgd.models import matrix_factorization
 from tf_freqsgd.models.ranking import RankingModel
 from tf_freqsgd.models.ranking import label_key as ranking_label_key
 from tf_freqsgd.models.retrieval import RetrievalModel
@@ -69,26 +75,36 @@ BUCKET_SHARES = (0.5, 0.8)  # cumulative shares of training interactions closing
 BUCKETS = ("head", "torso", "tail")
 RECALL_K = 100
 
-# Learning-rate grids, the same size for every optimizer; their centres measured well on both data
-# sets (`--grid=wide` re-centres them: 7 points around each centre, a factor of 3 apart).
+# Learning-rate grids, the same size for every optimizer, points a factor of 3 apart, placed where a
+# 7-point sweep (`--grid=wide`, seed 0) measured well on both data sets. In retrieval (loss summed
+# over in-batch negatives) the adaptive optimizers want rates 10-100 times SGD's.
+_SGD_FAMILY = ("sgd", "counter_sgd", "frequency_sgd")
+_ADAGRAD_FAMILY = ("adagrad", "rowwise_adagrad_counter")
+
+
+def _grids(sgd, adagrad, adam, rowwise=None):
+    grids = {name: sgd for name in _SGD_FAMILY}
+    grids.update({name: adagrad for name in _ADAGRAD_FAMILY}, adam=adam)
+    if rowwise:
+        grids["rowwise_adagrad_counter"] = rowwise
+    return grids
+
+
 GRIDS = {
-    "rating": {"sgd": [0.03, 0.1, 0.3, 1.0], "adagrad": [0.01, 0.03, 0.1, 0.3], "adam": [0.0003, 0.001, 0.003, 0.01],
-               "counter_sgd": [0.03, 0.1, 0.3, 1.0], "frequency_sgd": [0.03, 0.1, 0.3, 1.0],
-               "rowwise_adagrad_counter": [0.01, 0.03, 0.1, 0.3]},
-    "ctr": {"sgd": [0.03, 0.1, 0.3, 1.0], "adagrad": [0.01, 0.03, 0.1, 0.3], "adam": [0.0003, 0.001, 0.003, 0.01],
-            "counter_sgd": [0.03, 0.1, 0.3, 1.0], "frequency_sgd": [0.03, 0.1, 0.3, 1.0],
-            "rowwise_adagrad_counter": [0.01, 0.03, 0.1, 0.3]},
-    "retrieval": {"sgd": [0.01, 0.03, 0.1, 0.3], "adagrad": [0.01, 0.03, 0.1, 0.3],
-                  "adam": [0.0003, 0.001, 0.003, 0.01], "counter_sgd": [0.01, 0.03, 0.1, 0.3],
-                  "frequency_sgd": [0.01, 0.03, 0.1, 0.3], "rowwise_adagrad_counter": [0.01, 0.03, 0.1, 0.3]},
+    "rating": _grids(sgd=[0.033, 0.1, 0.3, 0.9], adagrad=[0.033, 0.1, 0.3, 0.9], adam=[0.001, 0.003, 0.009, 0.027]),
+    "ctr": _grids(sgd=[0.3, 0.9, 2.7, 8.1], adagrad=[0.1, 0.3, 0.9, 2.7], adam=[0.001, 0.003, 0.009, 0.027]),
+    "ctr_mf": _grids(sgd=[3.3, 10.0, 30.0, 90.0], adagrad=[1.1, 3.3, 10.0, 30.0], adam=[0.0011, 0.0033, 0.01, 0.03]),
+    "retrieval": _grids(sgd=[0.0037, 0.011, 0.033, 0.1], adagrad=[0.1, 0.3, 0.9, 2.7],
+                        adam=[0.0003, 0.001, 0.003, 0.009], rowwise=[0.3, 0.9, 2.7, 8.1]),
 }
 OPTIMIZER_LABELS = {"sgd": "SGD", "adagrad": "Adagrad", "adam": "Adam", "counter_sgd": "CounterSGD",
                     "frequency_sgd": "FrequencySGD", "rowwise_adagrad_counter": "RowwiseAdagradCounter"}
 
 flags.DEFINE_list("datasets", ["ml-100k", "synthetic"], "Data sets: ml-100k (read from --data_dir) and synthetic.")
 flags.DEFINE_string("data_dir", ctr_harness.ML100K_DIR, "MovieLens 100K's directory (u.data, u.item).")
-flags.DEFINE_integer("synthetic_ratings", 100_000, "Ratings of the synthetic data set.")
-flags.DEFINE_list("tasks", list(GRIDS), "Tasks: rating, ctr, retrieval.")
+flags.DEFINE_integer("synthetic_ratings", None, "Ratings of the synthetic data set (default: MovieLens 100K's "
+                     "100,000).")
+flags.DEFINE_list("tasks", list(GRIDS), f"Tasks, of {list(GRIDS)}.")
 flags.DEFINE_list("optimizers", list(OPTIMIZERS), "Optimizers, by the examples' names.")
 flags.DEFINE_integer("seeds", 3, "Seeds at the chosen learning rate (seed 0 is the grid's run).")
 flags.DEFINE_enum("grid", "tuned", ["tuned", "wide"], "tuned: GRIDS; wide: 7 points around each grid's centre.")
@@ -159,9 +175,6 @@ class Task:
     def steps_per_epoch(self):
         return math.ceil(len(self.train["item_id"]) / self.batch_size)
 
-    def worst(self):
-        return -np.inf if self.higher_is_better else np.inf
-
     def better(self, a, b):
         """Whether metric value a beats b (NaN never does)."""
         if not np.isfinite(a):
@@ -189,7 +202,8 @@ class Task:
         per_bucket = {}
         for index, name in enumerate(BUCKETS):
             mask = item_bucket == index
-            per_bucket[name] = self.aggregate({k: v[mask] for k, v in part.items()}, values[mask]) if mask.any() else None
+            subset = {key: value[mask] for key, value in part.items()}
+            per_bucket[name] = self.aggregate(subset, values[mask]) if mask.any() else None
         return overall, per_bucket
 
 
@@ -245,6 +259,29 @@ class CtrTask(RankingTask):
         return auc(labels, logits)
 
 
+class MatrixFactorizationCtrTask(CtrTask):
+    """`tf_freqsgd.models.matrix_factorization`: every parameter an embedding row (vectors and
+    per-id biases), so the optimizers differ only in how they treat embeddings."""
+
+    name = "ctr_mf"
+    label_key = "label"
+
+    def build(self, seed):
+        return matrix_factorization(self.num_users, self.num_items, FLAGS.dim, seed=seed)
+
+    def id_tables(self, model):
+        users, items = self.train["user_id"], self.train["item_id"]
+        return [(model.get_layer(name), ids, count) for name, ids, count in (
+            ("user", users, self.num_users), ("item", items, self.num_items),
+            ("user_bias", users, self.num_users), ("item_bias", items, self.num_items))]
+
+    def compile(self, model, optimizer):
+        model.compile(optimizer=optimizer, loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
+
+    def training_features(self):
+        return {**_features(self.train), "label": self.train["label"]}
+
+
 class RetrievalTask(Task):
     name, metric = "retrieval", f"recall@{RECALL_K}"
     label_key = None
@@ -282,20 +319,25 @@ class RetrievalTask(Task):
         return float(np.mean(hits))
 
 
-TASKS = {"rating": RatingTask, "ctr": CtrTask, "retrieval": RetrievalTask}
+TASKS = {"rating": RatingTask, "ctr": CtrTask, "ctr_mf": MatrixFactorizationCtrTask, "retrieval": RetrievalTask}
 
 
 class ValidationCurve(tf.keras.callbacks.Callback):
-    """The validation metric at step 0, every `every` steps and at the end of training."""
+    """The validation metric at step 0, every `every` steps and at the end of training, and the
+    weights at the best of these points (`best_weights`, restored for the test metrics)."""
 
     def __init__(self, task, every):
         super().__init__()
         self.task, self.every = task, every
         self.points, self.step = [], 0
+        self.best, self.best_weights = float("nan"), None
 
     def record(self):
         value = self.task.evaluate(self.model, self.task.validation)
-        self.points.append([self.step, float("nan") if value is None else value])
+        value = float("nan") if value is None else value
+        self.points.append([self.step, value])
+        if self.step > 0 and self.task.better(value, self.best):
+            self.best, self.best_weights = value, self.model.get_weights()
 
     def on_train_begin(self, logs=None):
         self.record()
@@ -337,10 +379,14 @@ def one_run(task, optimizer_name, learning_rate, seed):
         print(f"    {optimizer_name} lr {learning_rate:g} seed {seed}: diverged ({why[:160]})", flush=True)
         return {"learning_rate": learning_rate, "seed": seed, "diverged": True, "validation": float("nan"),
                 "curve": curve.points}
+    if curve.best_weights is None:  # no finite validation metric after step 0
+        return {"learning_rate": learning_rate, "seed": seed, "diverged": True, "validation": float("nan"),
+                "curve": curve.points}
+    model.set_weights(curve.best_weights)
     test, test_buckets = task.evaluate(model, task.test, by_bucket=True)
-    validation = curve.points[-1][1]
-    return {"learning_rate": learning_rate, "seed": seed, "diverged": not np.isfinite(validation),
-            "validation": validation, "test": test, "test_buckets": test_buckets, "curve": curve.points,
+    return {"learning_rate": learning_rate, "seed": seed, "diverged": False, "validation": curve.best,
+            "best_step": next(step for step, value in curve.points if value == curve.best),
+            "test": test, "test_buckets": test_buckets, "curve": curve.points,
             "train_seconds": seconds, "state_bytes": tf_freqsgd.optimizer_state_bytes(model.optimizer),
             "state_bytes_item_rows": tf_freqsgd.optimizer_state_bytes(model.optimizer, rows=task.num_items)}
 
@@ -373,6 +419,7 @@ def measure_optimizer(task, optimizer_name):
         "chosen_at_grid_edge": len(grid) > 1 and chosen in (0, len(grid) - 1),
         "diverged_seeds": len(runs) - len(finished),
         "test_values": [run["test"] for run in finished],
+        "best_steps": [run["best_step"] for run in finished],
         "test": mean_std([run["test"] for run in finished]),
         "test_buckets": {name: mean_std([run["test_buckets"][name] for run in finished]) for name in BUCKETS},
         "curves": [run["curve"] for run in runs],
@@ -395,7 +442,7 @@ def load_dataset(name):
 
 
 def task_splits(task_name, ratings):
-    view = ctr_view(ratings) if task_name == "ctr" else ratings
+    view = ctr_view(ratings) if task_name.startswith("ctr") else ratings
     return train_val_test_split(view, seed=SPLIT_SEED)
 
 
@@ -415,7 +462,8 @@ def plot_curves(dataset, tasks, path):
             length = min(len(curve) for curve in curves)
             steps = curves[0][:length, 0]
             values = np.nanmean([curve[:length, 1] for curve in curves], axis=0)
-            axis.plot(steps, values, marker=".", label=f"{OPTIMIZER_LABELS[optimizer_name]} ({result['learning_rate']:g})")
+            axis.plot(steps, values, marker=".",
+                      label=f"{OPTIMIZER_LABELS[optimizer_name]} ({result['learning_rate']:g})")
         axis.set_xlabel("training step")
         axis.set_ylabel(f"validation {task['metric']}")
         axis.set_title(f"{dataset}: {task_name}")

@@ -24,7 +24,9 @@ RESULTS_DIR = os.path.join(BENCHMARKS_DIR, "results")
 README = os.path.join(BENCHMARKS_DIR, "..", "README.md")
 BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
 
-TASK_LABELS = {"rating": "rating RMSE ↓", "ctr": "CTR AUC ↑", "retrieval": "recall@100 ↑"}
+TASK_LABELS = {"rating": "rating RMSE ↓", "ctr": "CTR AUC, MLP ↑", "ctr_mf": "CTR AUC, MF ↑",
+               "retrieval": "recall@100 ↑"}
+EMBEDDING_SIZE_LABELS = {"rating": "rating RMSE ↓", "ctr": "CTR AUC ↑"}
 BUCKETS = ("head", "torso", "tail")
 MEMORY_TARGET = 1 / 32  # CounterSGD's optimizer state at most this share of Adagrad's at d = 64
 
@@ -132,10 +134,12 @@ def header(run, results_dir, readme_dir):
 def quality_sections(quality, results_dir, readme_dir):
     settings = quality["settings"]
     lines = ["### Quality: rating RMSE, CTR AUC, retrieval recall@100", "",
-             f"`benchmarks/quality.py`: embeddings of width d = {settings['dim']}; rating and CTR: "
-             f"`tf_freqsgd.models.ranking` (epochs: {settings['ranking_epochs']}, batch "
-             f"{settings['ranking_batch_size']}); retrieval: `tf_freqsgd.models.retrieval`, TFRS two-tower, in-batch "
-             f"softmax (epochs: {settings['retrieval_epochs']}, batch {settings['retrieval_batch_size']}), recall@"
+             f"`benchmarks/quality.py`: embeddings of width d = {settings['dim']}; rating and CTR, MLP: "
+             "`tf_freqsgd.models.ranking` (user and item embeddings, an MLP head); CTR, MF: logistic matrix "
+             "factorisation (`tf_freqsgd.models.matrix_factorization`, embeddings and per-id biases only); "
+             f"these three: epochs {settings['ranking_epochs']}, batch {settings['ranking_batch_size']}; retrieval: "
+             "`tf_freqsgd.models.retrieval`, TFRS two-tower, in-batch "
+             f"softmax (epochs {settings['retrieval_epochs']}, batch {settings['retrieval_batch_size']}), recall@"
              f"{settings['recall_k']} over the whole catalogue. Split 80/10/10 by a fixed seed; each optimizer's "
              f"learning rate chosen on validation from a grid of the same size; test metric mean ± sample std over "
              f"{settings['seeds']} seed(s) at that rate (in brackets). SGD, Adagrad and Adam are tf_keras's legacy "
@@ -178,7 +182,7 @@ def quality_sections(quality, results_dir, readme_dir):
 
 def quality_targets(entry):
     lines = []
-    for task_name in ("ctr", "retrieval"):
+    for task_name in ("ctr", "ctr_mf", "retrieval"):
         task = entry["tasks"].get(task_name)
         if not task:
             continue
@@ -194,8 +198,8 @@ def quality_targets(entry):
             verdict, difference, noise = compare(counter, theirs, task["higher_is_better"])
             parts.append(f"{verdict} {labelled(results, other)}'s ({difference:+.4f}, noise ±{noise:.4f})")
         if parts:
-            lines.append(f"* {entry['name']}, {TASK_LABELS[task_name].rstrip(' ↑↓')}: CounterSGD is " + "; ".join(parts)
-                         + ".")
+            metric = TASK_LABELS[task_name].rstrip(" ↑↓")
+            lines.append(f"* {entry['name']}, {metric}: CounterSGD is " + "; ".join(parts) + ".")
     return lines
 
 
@@ -233,12 +237,14 @@ def rare_id_sections(quality, results_dir, readme_dir):
 def memory_sections(state_memory, quality):
     lines = ["### Optimizer-state memory", ""]
     if state_memory:
-        dims = sorted(int(key.rsplit("_d", 1)[1]) for key in state_memory["results"][0] if key.startswith("bytes_per_row_d"))
+        dims = sorted(int(key.rsplit("_d", 1)[1]) for key in state_memory["results"][0]
+                      if key.startswith("bytes_per_row_d"))
         widest = dims[-1]
         adagrad = next(r for r in state_memory["results"] if r["optimizer"].startswith("Adagrad"))
         lines += [f"`benchmarks/state_memory.py`: bytes of the variables each optimizer creates for one table of "
                   f"{state_memory['rows']:,} rows, per row (measured after one step).", "",
-                  "| optimizer | " + " | ".join(f"state bytes/row, d={d}" for d in dims) + f" | vs Adagrad, d={widest} |",
+                  "| optimizer | " + " | ".join(f"state bytes/row, d={d}" for d in dims)
+                  + f" | vs Adagrad, d={widest} |",
                   "|---|" + "---|" * (len(dims) + 1)]
         for row in state_memory["results"]:
             cells = " | ".join(f"{row[f'bytes_per_row_d{d}']:g}" for d in dims)
@@ -308,7 +314,8 @@ def first_step_sections(first_step, results_dir, readme_dir):
     lines = ["### Time to the first training step", "",
              f"`benchmarks/first_step.py`: a fresh process per measurement ({settings['model']}); medians of "
              f"{settings['repeats']} process(es) per setting, {settings['cpus']} CPU cores.", "",
-             "| setting | imports (s) | first step after the imports (s) | a second one-batch `fit` (ms) |", "|---|---|---|---|"]
+             "| setting | imports (s) | first step after the imports (s) | a second one-batch `fit` (ms) |",
+             "|---|---|---|---|"]
     for row in first_step["results"].values():
         lines.append(f"| {row['label']} | {row['median_import_seconds']:.1f} | {row['median_first_step_seconds']:.1f} "
                      f"| {row['median_later_step_ms']:.0f} |")
@@ -369,7 +376,8 @@ def embedding_size_sections(sizes, results_dir, readme_dir):
                  for d in sorted(first["mlet"], key=int)]
         rows += [(f"PEP ticket, sparsity {run['sparsity']:.2f}", run["parameters"],
                   lambda r, i=i: r["pep"]["retrained"][i]) for i, run in enumerate(first["pep"]["retrained"])]
-        lines += [f"**{TASK_LABELS[task]}**", "", "| model | embedding parameters | " + " | ".join(optimizers) + " |",
+        lines += [f"**{EMBEDDING_SIZE_LABELS[task]}**", "",
+                  "| model | embedding parameters | " + " | ".join(optimizers) + " |",
                   "|---|---|" + "---|" * len(optimizers)]
         for name, parameters, pick in rows:
             cells = []
@@ -381,8 +389,9 @@ def embedding_size_sections(sizes, results_dir, readme_dir):
     targets = sizes.get("targets", {})
     for task, by_optimizer in targets.items():
         for optimizer, checks in by_optimizer.items():
-            lines.append(f"* {task}, {optimizer}: " + ", ".join(
-                f"{key} = {value:.4g}" if isinstance(value, float) else f"{key} = {value}" for key, value in checks.items()))
+            shown = [f"{key} = {value:.4g}" if isinstance(value, float) else f"{key} = {value}"
+                     for key, value in checks.items()]
+            lines.append(f"* {task}, {optimizer}: " + ", ".join(shown))
     lines.append("")
     for figure in ("mlet", "pep"):
         lines += image(results_dir, readme_dir, f"embedding_size_{figure}.png", f"embedding size, {figure}")
@@ -415,7 +424,8 @@ def render(results_dir, readme_dir):
     sections = [  # (name, its lines or None when its JSON is absent)
         ("quality", data["quality"] and quality_sections(data["quality"], *where)),
         ("rare ids", data["quality"] and rare_id_sections(data["quality"], *where)),
-        ("memory", (data["state_memory"] or data["quality"]) and memory_sections(data["state_memory"], data["quality"])),
+        ("memory", (data["state_memory"] or data["quality"])
+         and memory_sections(data["state_memory"], data["quality"])),
         ("step time", data["step_time"] and step_time_sections(data["step_time"], *where)),
         ("first step", data["first_step"] and first_step_sections(data["first_step"], *where)),
         ("TFRA at scale", data["dynamic_scale"] and dynamic_sections(data["dynamic_scale"], *where)),

@@ -10,7 +10,7 @@ Run: `make bench` (`.venv/bin/python benchmarks/run_all.py`; under an hour on 2 
   `build/bench-quick/README.md`: the quick figures are a smoke test, not for the README
   (`--readme=README.md` rewrites it in place anyway).
 
-Each script's output streams here and into `<output_dir>/logs/<name>.log`; `run_all.json` records
+Each script's output streams here and into `build/bench-logs/<mode>/<name>.log`; `run_all.json` records
 the command, status and seconds of each. A failing script does not stop the others, but the run
 then exits with status 1 and leaves the README alone. `--only` / `--skip` pick scripts by name.
 """
@@ -28,6 +28,8 @@ from absl import app, flags
 
 BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(BENCHMARKS_DIR)
+RESULTS_DIR = os.path.join(BENCHMARKS_DIR, "results")
+QUICK_RESULTS_DIR = os.path.join(REPO_DIR, "build", "bench-quick")
 ML100K_DIR = os.path.normpath(os.path.join(REPO_DIR, "..", "shared", "data", "ml-100k"))
 
 
@@ -75,6 +77,7 @@ flags.DEFINE_string("output_dir", None, "Results directory (default: benchmarks/
                     "with --quick).")
 flags.DEFINE_string("readme", None, "README to regenerate (default: README.md, or build/bench-quick/README.md "
                     "with --quick, a copy of README.md); empty: none.")
+flags.DEFINE_string("logs_dir", None, "Where each script's output is logged (default: build/bench-logs/<full|quick>).")
 flags.DEFINE_string("data_dir", ML100K_DIR, "MovieLens 100K's directory, for the scripts that read it.")
 FLAGS = flags.FLAGS
 
@@ -110,8 +113,8 @@ def run_logged(command, log_path):
 
 def git_commit():
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_DIR, capture_output=True,
+                              text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -134,13 +137,14 @@ def previous_run(path, mode):
 def main(argv):
     del argv
     benchmarks = selected()
-    output_dir = os.path.abspath(FLAGS.output_dir or os.path.join(
-        REPO_DIR, "build", "bench-quick" if FLAGS.quick else os.path.join("benchmarks", "results")))
+    output_dir = os.path.abspath(FLAGS.output_dir or (QUICK_RESULTS_DIR if FLAGS.quick else RESULTS_DIR))
     readme = FLAGS.readme
     if readme is None:
         readme = os.path.join(output_dir, "README.md") if FLAGS.quick else os.path.join(REPO_DIR, "README.md")
-    os.makedirs(os.path.join(output_dir, "logs"), exist_ok=True)
     mode = "quick" if FLAGS.quick else "full"
+    logs_dir = os.path.abspath(FLAGS.logs_dir or os.path.join(REPO_DIR, "build", "bench-logs", mode))
+    os.makedirs(logs_dir, exist_ok=True)
+    os.makedirs(output_dir, exist_ok=True)
     print(f"Benchmarks ({mode}) into {output_dir}: "
           + ", ".join(f"{b.name} ({'reduced' if FLAGS.quick else b.about})" for b in benchmarks), flush=True)
     run_path = os.path.join(output_dir, "run_all.json")
@@ -156,7 +160,7 @@ def main(argv):
         command = command_of(benchmark, output_dir)
         print(f"\n== {benchmark.name}: {shown(command)}", flush=True)
         began = time.time()
-        status = run_logged(command, os.path.join(output_dir, "logs", f"{benchmark.name}.log"))
+        status = run_logged(command, os.path.join(logs_dir, f"{benchmark.name}.log"))
         seconds = time.time() - began
         run["benchmarks"][benchmark.name] = {"status": "ok" if status == 0 else f"exit status {status}",
                                              "seconds": seconds, "command": shown(command), "date": today,

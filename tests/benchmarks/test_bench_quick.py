@@ -36,7 +36,7 @@ def quality_quick(tmp_path_factory):
 def test_quality_measures_every_task_and_optimizer_with_one_grid_size(quality_quick):
     output_dir, results = quality_quick
     tasks = results["datasets"]["synthetic"]["tasks"]
-    assert list(tasks) == ["rating", "ctr", "retrieval"]
+    assert list(tasks) == ["rating", "ctr", "ctr_mf", "retrieval"]
     for task in tasks.values():
         assert {len(r["grid"]) for r in task["optimizers"].values()} == {1}
         for name, result in task["optimizers"].items():
@@ -105,7 +105,7 @@ def test_run_all_runs_a_script_and_regenerates_the_readme(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(test_readme_results.README)
     result = run_script("run_all.py", "--quick", "--only=state_memory", f"--output_dir={tmp_path}",
-                        f"--readme={readme}")
+                        f"--logs_dir={tmp_path / 'logs'}", f"--readme={readme}")
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "run_all.json") as f:
         run = json.load(f)
