@@ -8,28 +8,28 @@ checkpoints, TensorBoard and the PEP callback, and report the metrics as a table
 import dataclasses
 import json
 import os
-
-# TensorFlow's C++ INFO and WARNING lines (end-of-dataset notices, CPU features); set it to 0 to see them.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import shlex
 import sys
 import tempfile
 import time
-from typing import Optional
+from typing import Optional, Union
 
-import tf_freqsgd  # noqa: F401  (first: selects legacy Keras before TensorFlow is imported)
-import tensorflow as tf
-from absl import app, flags, logging
+# TensorFlow's C++ INFO and WARNING lines (end-of-dataset notices, CPU features); 0 shows them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tf_freqsgd.data import DATASETS, as_dataset, load_movielens, train_val_test_split
-from tf_freqsgd.layers import PEPSparsityCallback
-from tf_freqsgd.models import embeddings, row_state, training
+import tf_freqsgd  # noqa: E402,F401  (first: selects legacy Keras before TensorFlow is imported)
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from tf_freqsgd.data import DATASETS, as_dataset, load_movielens, train_val_test_split  # noqa: E402
+from tf_freqsgd.layers import PEPSparsityCallback  # noqa: E402
+from tf_freqsgd.models import embeddings, row_state, training  # noqa: E402
 
 FLAGS = flags.FLAGS
 EVALUATION_BATCH_SIZE = 4096
 # Flags that do not change what is trained: a resumed run may change them.
 _RESUMABLE_CHANGES = ("epochs", "checkpoint_dir", "export_dir", "tensorboard_dir", "metrics_json", "run_eagerly",
-                      "top_k", "verbose")
+                      "top_k", "verbose", "pep_mask_dir")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +55,8 @@ class Config:
     tensorboard_dir: Optional[str] = None
     metrics_json: Optional[str] = None
     run_eagerly: bool = False
-    verbose: str = "auto"
-    logq: str = "none"  # retrieval only
+    verbose: Union[str, int] = "auto"
+    logq: str = "auto"  # retrieval only
     top_k: int = 10  # retrieval only
     task: str = "rating"  # ranking only
 
@@ -135,10 +135,10 @@ def quiet_tensorflow_logs():
         logging.set_verbosity(logging.WARNING)
 
 
-def load_splits(config, view=lambda ratings: ratings):
-    """The dataset, and the 80/10/10 random split (by ``config.seed``) of ``view(ratings)``."""
+def load_splits(config):
+    """The dataset, and the 80/10/10 random split of its ratings (by ``config.seed``)."""
     data = load_movielens(config.dataset, config.data_dir, num_ratings=config.num_ratings, seed=config.seed)
-    return data, train_val_test_split(view(data.ratings), seed=config.seed)
+    return data, train_val_test_split(data.ratings, seed=config.seed)
 
 
 def evaluation_dataset(ratings, label=None):
@@ -218,7 +218,7 @@ def served_parameters(layer):
     return int(layer.embeddings.shape.num_elements())
 
 
-def report(config, data, metrics, trained, extra=None):
+def report(config, data, metrics, trained):
     """Prints the final metrics as a table and writes them, with the configuration and the
     per-epoch history, to ``config.metrics_json``. Returns the record written."""
     model_metrics = dict(metrics)
@@ -234,7 +234,6 @@ def report(config, data, metrics, trained, extra=None):
         "train_seconds": trained["train_seconds"],
         "first_epoch_this_run": trained["first_epoch"],
         "history": {key: [float(v) for v in values] for key, values in trained["history"].items()},
-        **(extra or {}),
     }
     print(f"\n{config.example} on {data.name} ({record['dataset']['ratings']:,} ratings, {data.num_users:,} users, "
           f"{data.num_items:,} items): {config.optimizer}, lr {config.learning_rate:g}, {config.embedding} "

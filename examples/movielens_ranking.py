@@ -20,7 +20,8 @@ import common  # noqa: F401  (first: imports tf_freqsgd, which selects legacy Ke
 import tensorflow as tf
 from absl import app, flags
 
-from tf_freqsgd.models.ranking import RANKING_TASKS, RankingModel, evaluate_ranking, export_ranking, label_key, training_view
+from tf_freqsgd.models.ranking import (RANKING_TASKS, RankingModel, evaluate_ranking, export_ranking, label_key,
+                                      training_view)
 
 EXAMPLE = "movielens_ranking"
 # Measured on the synthetic data and ML-100K (README, "MovieLens examples"); losses are means over the batch.

@@ -2,20 +2,22 @@
 
 User and item towers (one embedding each; --embedding picks the kind) trained with in-batch
 softmax negatives (TFRS ``Retrieval``, loss summed over the batch, accidental hits removed), with
-optional log-Q correction of the negatives' popularity (--logq): from the optimizer's own
-counters (``counter``: q = c/N_t) or from the training split's counts (``counts``). Reports
+log-Q correction of the negatives' popularity (--logq): from the optimizer's own counters
+(``counter``: q = c/N_t) or from the training split's counts (``counts``). Reports
 recall@10/50/100 (TFRS ``FactorizedTopK`` over the whole catalogue) on a held-out 10% of the
 ratings, after validating on another 10% every epoch.
 
 With --export_dir, writes a SavedModel for TF Serving: ``serving_default`` maps ``user_id``
 (int64 [batch], the dataset's user index) to ``movie_ids`` (int64 [batch, top_k], raw MovieLens
 ids, best first) and ``scores``; stock TensorFlow ops only (TFRA tables frozen, MLET collapsed,
-PEP pruned).
+PEP pruned). ``assets.extra/movies.tsv`` in it lists each movie's title (see serve_demo.py).
 
   .venv/bin/python examples/movielens_retrieval.py --dataset=ml-100k \
-      --data_dir=../shared/data/ml-100k --optimizer=counter_sgd --logq=counter \
+      --data_dir=../shared/data/ml-100k --optimizer=counter_sgd \
       --export_dir=/tmp/movielens_retrieval/1
 """
+
+import dataclasses
 
 import common  # noqa: F401  (first: imports tf_freqsgd, which selects legacy Keras)
 import tensorflow as tf
@@ -35,10 +37,11 @@ LEARNING_RATES = {"sgd": 0.05, "adagrad": 0.1, "adam": 0.01, "counter_sgd": 0.05
 
 def define_flags(flag_values=flags.FLAGS):
     common.define_flags(EXAMPLE, epochs=5, batch_size=1024, learning_rates=LEARNING_RATES, flag_values=flag_values)
-    flags.DEFINE_enum("logq", "none", LOGQ_MODES,
-                      "Log-Q correction of in-batch negatives: none; counter (q = c/N_t from the optimizer's "
-                      "counters of the item table: counter_sgd or rowwise_adagrad_counter); counts (q from the "
-                      "training split's item counts).", flag_values=flag_values)
+    flags.DEFINE_enum("logq", "auto", ("auto",) + LOGQ_MODES,
+                      "Log-Q correction of the in-batch negatives' popularity: counter (q = c/N_t from the "
+                      "optimizer's counters of the item table: counter_sgd or rowwise_adagrad_counter); counts (q "
+                      "from the training split's item counts); none; auto: counter where the optimizer keeps "
+                      "counters, else counts.", flag_values=flag_values)
     flags.DEFINE_integer("top_k", 10, "Movies the exported model returns per user.", lower_bound=1,
                          flag_values=flag_values)
     flags.register_multi_flags_validator(
@@ -46,6 +49,13 @@ def define_flags(flag_values=flags.FLAGS):
         lambda values: values["logq"] != "counter" or values["optimizer"] in COUNTER_OPTIMIZERS,
         message=f"--logq=counter needs an optimizer that keeps counters ({', '.join(COUNTER_OPTIMIZERS)}); "
                 "use --logq=counts with the others.", flag_values=flag_values)
+
+
+def resolved_logq(config):
+    """``config.logq``, with "auto" resolved for ``config.optimizer``."""
+    if config.logq != "auto":
+        return config.logq
+    return "counter" if config.optimizer in COUNTER_OPTIMIZERS else "counts"
 
 
 def sampling_probability(config, model, train, num_items):
@@ -59,6 +69,7 @@ def sampling_probability(config, model, train, num_items):
 
 def run(config):
     """Trains, evaluates, exports and reports one configuration; returns (the record, the model)."""
+    config = dataclasses.replace(config, logq=resolved_logq(config))
     data, (train, validation, test) = common.load_splits(config)
     tf.keras.utils.set_random_seed(config.seed)
     model = RetrievalModel(data.num_users, data.num_items, embedding=config.embedding, dim=config.embedding_dim,
@@ -69,7 +80,8 @@ def run(config):
     trained = common.fit(model, config, train, validation_data=common.evaluation_dataset(validation))
     metrics = recall_at_k(model, common.evaluation_dataset(test))
     if config.export_dir:
-        export_retrieval(model, config.export_dir, data.items["movie_id"], k=config.top_k)
+        export_retrieval(model, config.export_dir, data.items["movie_id"], k=config.top_k,
+                         titles=data.items["title"])
     return common.report(config, data, metrics, trained), model
 
 

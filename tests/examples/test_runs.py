@@ -12,7 +12,7 @@ import tensorflow as tf
 from conftest import parse
 from tf_freqsgd.data import load_movielens, train_val_test_split
 from tf_freqsgd.layers import initial_embeddings_path
-from tf_freqsgd.models.training import OPTIMIZERS
+from tf_freqsgd.models.training import COUNTER_OPTIMIZERS, OPTIMIZERS
 
 EXPECTED_METRICS = {
     "retrieval": {"recall@10", "recall@50", "recall@100", "embedding parameters served"},
@@ -41,6 +41,8 @@ def check_record(record, config, example):
 def test_every_optimizer_runs(run_tiny, example, optimizer):
     record, _, config = run_tiny(example, f"--optimizer={optimizer}")
     check_record(record, config, example)
+    if example == "retrieval":  # --logq=auto: from the counters where the optimizer keeps them
+        assert record["config"]["logq"] == ("counter" if optimizer in COUNTER_OPTIMIZERS else "counts")
     # The table's rows: 943 users and 1,682 items of width 8.
     assert record["metrics"]["embedding parameters served"] == (943 + 1682) * 8
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import EXAMPLES, TINY, parse
+from conftest import EXAMPLES, EXAMPLES_DIR, TINY, parse
 from tf_freqsgd.data import ctr_view, load_movielens, train_val_test_split
 from tf_freqsgd.export import saved_model_ops
 
@@ -125,3 +125,19 @@ def test_ranking_export_names_unknown_movie_ids(exported):
     serve = tf.saved_model.load(exported["ranking-table"]["export_dir"]).signatures["serving_default"]
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"ids not in the catalogue:.*\[999999\]"):
         serve(user_id=tf.constant([0, 1], tf.int64), movie_id=tf.constant([1, 999999], tf.int64))
+
+
+def test_serve_demo_prints_titles_with_tensorflow_alone(exported):
+    case = exported["retrieval-table"]
+    env = {key: value for key, value in os.environ.items() if key not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
+    completed = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES_DIR, "serve_demo.py"), f"--export_dir={case['export_dir']}",
+         "--users=" + ",".join(str(user) for user in case["inputs"]["user_id"][:2])],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "imported of tf_freqsgd, tensorflow_recommenders_addons, tensorflow_recommenders, tf_keras: none" in (
+        completed.stdout)
+    data = load_movielens(num_ratings=1500)
+    title_of = dict(zip(data.items["movie_id"].tolist(), data.items["title"]))
+    first_movie = case["served"]["outputs"]["movie_ids"][0][0]
+    assert f"1. {title_of[first_movie]}  (movie {first_movie}, score" in completed.stdout

@@ -59,12 +59,13 @@ class RankingModel(tfrs.Model):
         self.item_embedding = make_embedding(embedding, num_items, dim, name="item_embedding", seed=seed + 1,
                                              **embedding_options)
         self.head = mlp_head(dim, seed=seed + 2)
+        self.epoch_loss = tf.keras.metrics.Mean(name="loss")
         if task == "rating":
-            self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(),
-                                           metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
+            loss, metric = tf.keras.losses.MeanSquaredError(), tf.keras.metrics.RootMeanSquaredError(name="rmse")
         else:
-            self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
-                                           metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
+            loss = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+            metric = tf.keras.metrics.AUC(from_logits=True, name="auc")
+        self.task = tfrs.tasks.Ranking(loss=loss, metrics=[metric], loss_metrics=[self.epoch_loss])
 
     def build_tables(self):
         """Creates every variable (call once before compiling)."""
@@ -78,19 +79,20 @@ class RankingModel(tfrs.Model):
         return self.task(labels=labels, predictions=self(features))
 
     def train_step(self, inputs):
-        # TFRS's regularization and total losses repeat the loss here.
-        return _without_total_losses(super().train_step(inputs))
+        return self._epoch_logs(super().train_step(inputs))
 
     def test_step(self, inputs):
-        return _without_total_losses(super().test_step(inputs))
+        return self._epoch_logs(super().test_step(inputs))
+
+    def _epoch_logs(self, logs):
+        # TFRS reports the last batch's loss, and regularization and total losses that repeat it
+        # here; the epoch's mean loss is shown instead.
+        logs = {name: value for name, value in logs.items() if name not in ("regularization_loss", "total_loss")}
+        return {**logs, "loss": self.epoch_loss.result()}
 
 
 def _placeholder_batch():
     return {"user_id": tf.zeros([1], tf.int64), "item_id": tf.zeros([1], tf.int64)}
-
-
-def _without_total_losses(logs):
-    return {name: value for name, value in logs.items() if name not in ("regularization_loss", "total_loss")}
 
 
 def training_view(ratings, task):

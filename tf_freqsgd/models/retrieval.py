@@ -28,8 +28,12 @@ highest-scoring items (items the user rated in training are not excluded, as in 
 
 ``export_retrieval`` writes a SavedModel whose ``serving_default`` maps ``user_id`` (int64
 ``[batch]``) to ``movie_ids`` (int64 ``[batch, k]``) and ``scores`` (float32 ``[batch, k]``),
-best first, by a brute-force top-k over the catalogue's embeddings, with stock TensorFlow ops.
+best first, by a brute-force top-k over the catalogue's embeddings, with stock TensorFlow ops;
+``assets.extra/movies.tsv`` beside it lists the titles.
 """
+
+import csv
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -40,6 +44,7 @@ from tf_freqsgd.models.embeddings import make_embedding, seed_rows
 from tf_freqsgd.models.row_state import batch_frequency, has_counters
 
 LOGQ_MODES = ("none", "counter", "counts")
+MOVIES_FILE = "movies.tsv"
 RECALL_KS = (10, 50, 100)
 
 
@@ -70,10 +75,10 @@ class CatalogueTopK(tfrs.layers.factorized_top_k.TopK):
 class RetrievalModel(tfrs.Model):
     """Two towers of one embedding each over ``num_users`` users and ``num_items`` items.
 
-    Inputs: dicts of int64 ``user_id`` and ``item_id`` (``[batch]``). Evaluation reports
-    ``recall/top_<k>_categorical_accuracy`` for each ``k`` of ``ks``. Set ``sampling_probability``
-    (a function of the batch's item ids, see ``counter_logq`` and ``counts_logq``) for log-Q
-    correction.
+    Inputs: dicts of int64 ``user_id`` and ``item_id`` (``[batch]``). Training reports the mean
+    batch loss; evaluation also ``recall/top_<k>_categorical_accuracy`` for each ``k`` of
+    ``ks``. Set ``sampling_probability`` (a function of the batch's item ids, see
+    ``counter_logq`` and ``counts_logq``) for log-Q correction.
     """
 
     def __init__(self, num_users, num_items, *, embedding="table", dim=32, ks=RECALL_KS, seed=0,
@@ -85,9 +90,10 @@ class RetrievalModel(tfrs.Model):
         self.item_embedding = make_embedding(embedding, num_items, dim, name="item_embedding", seed=seed + 1,
                                              **embedding_options)
         self.catalogue = CatalogueTopK(self.item_embedding, num_items, k=max(ks))
+        self.epoch_loss = tf.keras.metrics.Mean(name="loss")
         self.task = tfrs.tasks.Retrieval(
             metrics=tfrs.metrics.FactorizedTopK(self.catalogue, ks=ks, name="recall"),
-            remove_accidental_hits=True)
+            loss_metrics=[self.epoch_loss], remove_accidental_hits=True)
         self.sampling_probability = None
 
     def build_tables(self):
@@ -106,12 +112,14 @@ class RetrievalModel(tfrs.Model):
 
     def train_step(self, inputs):
         # Recall is measured in evaluation only (compute_metrics=not training): its training
-        # means stay at zero, and TFRS's regularization and total losses repeat the loss here.
-        return {name: value for name, value in super().train_step(inputs).items() if name == "loss"}
+        # means stay at zero. TFRS reports the last batch's loss; the epoch's mean is shown.
+        super().train_step(inputs)
+        return {"loss": self.epoch_loss.result()}
 
     def test_step(self, inputs):
-        return {name: value for name, value in super().test_step(inputs).items()
-                if name == "loss" or name.startswith("recall/")}
+        logs = super().test_step(inputs)
+        return {"loss": self.epoch_loss.result(), **{name: value for name, value in logs.items()
+                                                      if name.startswith("recall/")}}
 
     def recommend(self, user_ids, k):
         """``(scores, item ids)`` of the ``k`` best items of each user, best first."""
@@ -140,17 +148,20 @@ def recall_at_k(model, dataset):
             for name, value in results.items() if name.startswith(prefix)}
 
 
-def export_retrieval(model, export_dir, movie_ids, k=10):
+def export_retrieval(model, export_dir, movie_ids, k=10, titles=None):
     """Writes the SavedModel described in the module docstring to ``export_dir`` (replaced).
 
     ``movie_ids[i]`` is the identifier served for item ``i``. The catalogue's vectors are
     computed now and stored; the user tower is the trained one, which ``export_for_serving``
-    turns into stock ops (a TFRA table frozen, MLET collapsed, PEP pruned). Returns the Keras
-    model saved.
+    turns into stock ops (a TFRA table frozen, MLET collapsed, PEP pruned). With ``titles``
+    (one per item), ``assets.extra/movies.tsv`` lists ``movie_id``, ``title`` for clients (TF
+    Serving ignores ``assets.extra``). Returns the Keras model saved.
     """
     movie_ids = np.asarray(movie_ids, np.int64)
     if movie_ids.shape != (model.num_items,):
         raise ValueError(f"movie_ids has shape {movie_ids.shape}; expected ({model.num_items},), one per item.")
+    if titles is not None and len(titles) != model.num_items:
+        raise ValueError(f"titles has {len(titles)} entries; expected {model.num_items}, one per item.")
     if not 1 <= k <= model.num_items:
         raise ValueError(f"k must be in [1, {model.num_items}] (the catalogue size); got {k}.")
     top_k = tfrs.layers.factorized_top_k.BruteForce(k=k, name="top_k")
@@ -158,4 +169,11 @@ def export_retrieval(model, export_dir, movie_ids, k=10):
     user_id = tf.keras.Input(shape=(), dtype=tf.int64, name="user_id")
     scores, ids = top_k(model.user_embedding(user_id))
     outputs = [tf.keras.layers.Identity(name="movie_ids")(ids), tf.keras.layers.Identity(name="scores")(scores)]
-    return export_for_serving(tf.keras.Model(user_id, outputs), export_dir, overwrite=True)
+    saved = export_for_serving(tf.keras.Model(user_id, outputs), export_dir, overwrite=True)
+    if titles is not None:
+        os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
+        with open(os.path.join(export_dir, "assets.extra", MOVIES_FILE), "w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file, delimiter="\t")
+            writer.writerow(["movie_id", "title"])
+            writer.writerows(zip(movie_ids.tolist(), titles))
+    return saved

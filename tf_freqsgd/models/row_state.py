@@ -143,7 +143,8 @@ def _frequency_aware_rates(optimizer, layer, lr):
     else:  # FrequencySGD on a table without given frequencies: plain SGD
         ids, _ = _all_rows(layer)
         return ids, np.full(len(ids), lr, np.float32), None
-    scale = optimizer.rule.rate_scale(tf.constant(counts, tf.float32), tf.constant(frequency, tf.float32), step)
+    # The scale a row would get at the next step (warm-up is decided by that step's number).
+    scale = optimizer.rule.rate_scale(tf.constant(counts, tf.float32), tf.constant(frequency, tf.float32), step + 1)
     rates = lr * scale.numpy()
     if "accumulator" in slots:
         accumulator = _lookup(slots["accumulator"], tf.constant(ids, tf.int64)).numpy()

@@ -133,7 +133,8 @@ def epoch_batches(features, batch_size, *, seed, first_epoch, epochs, label=None
         return (batch, batch.pop(label)) if label else batch
 
     dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(batches_of_epoch)
-    return dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE), steps
+    dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE), steps
 
 
 class _SaveAtEpochEnd(tf_keras.callbacks.Callback):

@@ -1,0 +1,81 @@
+"""The two-tower model's loss (in-batch softmax, accidental hits removed, log-Q), recall@k, and
+the export's arguments."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_freqsgd
+from tf_freqsgd.models.retrieval import RetrievalModel, counter_logq, counts_logq, export_retrieval, recall_at_k
+
+USERS, ITEMS, DIM = 4, 6, 3
+
+
+def model_with_known_vectors(seed=0, **kwargs):
+    rng = np.random.default_rng(seed)
+    model = RetrievalModel(USERS, ITEMS, dim=DIM, **kwargs)
+    model.build_tables()
+    users, items = rng.normal(size=(USERS, DIM)), rng.normal(size=(ITEMS, DIM))
+    model.user_embedding.embeddings.assign(users)
+    model.item_embedding.embeddings.assign(items)
+    return model, users, items
+
+
+def reference_loss(users, items, batch_users, batch_items, q=None):
+    """-sum_i log softmax_j(<u_i, v_j> - log q_j)[i], other copies of item i masked out."""
+    scores = users[batch_users] @ items[batch_items].T
+    if q is not None:
+        scores = scores - np.log(q[batch_items])[None, :]
+    total = 0.0
+    for i in range(len(batch_users)):
+        keep = (batch_items != batch_items[i]) | (np.arange(len(batch_items)) == i)
+        row = scores[i, keep]
+        total -= scores[i, i] - np.log(np.exp(row).sum())
+    return total
+
+
+@pytest.mark.parametrize("log_q", [False, True])
+def test_loss_is_the_in_batch_softmax_without_accidental_hits(log_q):
+    model, users, items = model_with_known_vectors()
+    batch_users, batch_items = np.array([0, 1, 2, 3, 1]), np.array([4, 2, 4, 0, 5])
+    q = np.array([0.1, 0.2, 0.05, 0.3, 0.6, 0.25])
+    if log_q:
+        model.sampling_probability = counts_logq(q)
+    loss = model.compute_loss({"user_id": tf.constant(batch_users), "item_id": tf.constant(batch_items)},
+                              training=True)
+    expected = reference_loss(users, items, batch_users, batch_items, q if log_q else None)
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+def test_counter_log_q_reads_the_optimizers_counters():
+    model, _, _ = model_with_known_vectors()
+    model.compile(tf_freqsgd.CounterSGD(0.1))
+    model.optimizer.build(model.trainable_variables)
+    probability = counter_logq(model)(tf.constant([3, 3, 1], tf.int64))
+    np.testing.assert_allclose(probability, [2.0, 2.0, 1.0])  # step 1: this batch's occurrences
+    model.compile(tf.keras.optimizers.legacy.Adagrad(0.1))
+    with pytest.raises(ValueError, match=r"logq='counter' needs an optimizer that keeps counters .*got Adagrad"):
+        counter_logq(model)
+
+
+def test_recall_at_k_is_the_share_of_held_out_items_ranked_in_the_top_k():
+    model, users, items = model_with_known_vectors(seed=3, ks=(1, 3))
+    pairs = {"user_id": np.array([0, 1, 2, 3, 0, 2]), "item_id": np.array([1, 5, 0, 3, 4, 2])}
+    scores = users[pairs["user_id"]] @ items.T
+    rank = (scores > scores[np.arange(6), pairs["item_id"]][:, None]).sum(axis=1)
+    model.compile(tf.keras.optimizers.legacy.SGD(0.1))
+    recall = recall_at_k(model, tf.data.Dataset.from_tensor_slices(pairs).batch(4))
+    assert recall == pytest.approx({"recall@1": np.mean(rank < 1), "recall@3": np.mean(rank < 3)})
+    assert 0 < recall["recall@1"] < recall["recall@3"] < 1
+    top_scores, top_items = model.recommend([2], k=3)
+    user_scores = users[2] @ items.T
+    np.testing.assert_array_equal(top_items[0], np.argsort(-user_scores)[:3])
+    np.testing.assert_allclose(top_scores[0], np.sort(user_scores)[::-1][:3], rtol=1e-6)
+
+
+def test_export_arguments_are_checked(tmp_path):
+    model, _, _ = model_with_known_vectors()
+    with pytest.raises(ValueError, match=r"movie_ids has shape \(5,\); expected \(6,\), one per item"):
+        export_retrieval(model, str(tmp_path), np.arange(5))
+    with pytest.raises(ValueError, match=r"k must be in \[1, 6\] \(the catalogue size\); got 7"):
+        export_retrieval(model, str(tmp_path), np.arange(6), k=7)
