@@ -24,8 +24,9 @@ from tf_freqsgd.models.ranking import (RANKING_TASKS, RankingModel, evaluate_ran
                                       training_view)
 
 EXAMPLE = "movielens_ranking"
-# Measured on the synthetic data and ML-100K (README, "MovieLens examples"); losses are means over the batch.
-LEARNING_RATES = {"sgd": 0.1, "adagrad": 0.1, "adam": 0.001, "counter_sgd": 0.1, "frequency_sgd": 0.1,
+# Each optimizer's best final validation RMSE on ML-100K (--task=rating, 5 epochs, batch 256,
+# d = 32) over the grids of README "MovieLens examples"; losses are means over the batch.
+LEARNING_RATES = {"sgd": 0.3, "adagrad": 0.3, "adam": 0.001, "counter_sgd": 0.3, "frequency_sgd": 0.3,
                   "rowwise_adagrad_counter": 0.1}
 
 

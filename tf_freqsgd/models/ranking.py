@@ -25,7 +25,7 @@ import tensorflow_recommenders as tfrs
 from tf_freqsgd.data import ctr_view
 from tf_freqsgd.evaluation import auc, log_loss
 from tf_freqsgd.export import export_for_serving
-from tf_freqsgd.models.embeddings import make_embedding
+from tf_freqsgd.models.embeddings import make_embedding, seed_rows
 
 RANKING_TASKS = ("rating", "ctr")
 HIDDEN_UNITS = (256, 64)
@@ -68,8 +68,10 @@ class RankingModel(tfrs.Model):
         self.task = tfrs.tasks.Ranking(loss=loss, metrics=[metric], loss_metrics=[self.epoch_loss])
 
     def build_tables(self):
-        """Creates every variable (call once before compiling)."""
+        """Creates every variable (call once before compiling), and gives every catalogue item a
+        row in a TFRA table (``embeddings.seed_rows``), as a fixed table has."""
         self(_placeholder_batch())
+        seed_rows(self.item_embedding, np.arange(self.num_items))
 
     def call(self, features):
         return self.head([self.user_embedding(features["user_id"]), self.item_embedding(features["item_id"])])
