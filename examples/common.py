@@ -7,6 +7,7 @@ checkpoints, TensorBoard and the PEP callback, and report the metrics as a table
 
 import dataclasses
 import json
+import math
 import os
 import shlex
 import sys
@@ -171,7 +172,7 @@ def fit(model, config, train, *, label=None, validation_data=None):
     returns ``{"first_epoch", "history", "train_seconds", "pep", "layers"}``."""
     if config.checkpoint_dir:
         _check_resumable(config)
-    callbacks = []
+    callbacks = [_RaiseOnNonFiniteLoss(config)]
     if config.tensorboard_dir:
         tables = {"user": model.user_embedding, "item": model.item_embedding}
         callbacks += [tf.keras.callbacks.TensorBoard(config.tensorboard_dir),
@@ -182,13 +183,37 @@ def fit(model, config, train, *, label=None, validation_data=None):
         callbacks.append(pep)
     features = {key: train[key] for key in ("user_id", "item_id") + ((label,) if label else ())}
     started = time.perf_counter()
-    first_epoch, history = training.fit_resumable(
-        model, features, epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, label=label,
-        checkpoint_dir=config.checkpoint_dir, callbacks=callbacks, validation_data=validation_data,
-        verbose=config.verbose)
+    try:
+        first_epoch, history = training.fit_resumable(
+            model, features, epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, label=label,
+            checkpoint_dir=config.checkpoint_dir, callbacks=callbacks, validation_data=validation_data,
+            verbose=config.verbose)
+    except tf.errors.InvalidArgumentError as error:  # tf_freqsgd's optimizers check every gradient
+        if "non-finite value" not in error.message:
+            raise
+        raise _diverged(config) from error
     return {"first_epoch": first_epoch, "history": history.history if history else {},
             "train_seconds": time.perf_counter() - started, "pep": pep,
             "layers": (model.user_embedding, model.item_embedding)}
+
+
+class _RaiseOnNonFiniteLoss(tf.keras.callbacks.Callback):
+    """Stops a diverged run at once, before its evaluation reads NaN weights."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs and not math.isfinite(float(logs["loss"])):
+            raise _diverged(self.config)
+
+
+def _diverged(config):
+    return RuntimeError(
+        f"Training diverged: {config.optimizer} at --learning_rate={config.learning_rate:g} met a non-finite loss or "
+        "gradient. Lower --learning_rate (the defaults suit --embedding=table; an MLET projection, updated by every "
+        "batch, may need a few times less).")
 
 
 def _check_resumable(config):

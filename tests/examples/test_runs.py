@@ -145,3 +145,11 @@ def test_tensorboard_histograms_of_counters_and_rates(run_tiny, tmp_path, optimi
     for tag, points in found.items():
         assert points == [(1, rows[tag.split("/")[1]]), (2, rows[tag.split("/")[1]])]
     assert list(tmp_path.glob("train/events.out.tfevents.*"))  # Keras' own scalars
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "counter_sgd"])
+def test_divergence_is_reported_with_the_rate(run_tiny, optimizer):
+    """Legacy SGD's loss turns NaN; tf_freqsgd's optimizers refuse the non-finite gradient."""
+    with pytest.raises(RuntimeError, match=rf"Training diverged: {optimizer} at --learning_rate=1e\+06 met a "
+                                           "non-finite loss or gradient. Lower --learning_rate"):
+        run_tiny("retrieval", f"--optimizer={optimizer}", "--learning_rate=1e6")
