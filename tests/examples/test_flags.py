@@ -7,7 +7,7 @@ import sys
 import pytest
 from absl import app, flags
 
-from conftest import EXAMPLES, EXAMPLES_DIR, flag_values, parse
+from example_runner import EXAMPLES, EXAMPLES_DIR, flag_values, parse
 from tf_freqsgd.models.training import OPTIMIZER_DESCRIPTIONS, OPTIMIZERS
 
 

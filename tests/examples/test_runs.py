@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import parse
+from example_runner import parse
 from tf_freqsgd.data import load_movielens, train_val_test_split
 from tf_freqsgd.layers import initial_embeddings_path
 from tf_freqsgd.models.training import COUNTER_OPTIMIZERS, OPTIMIZERS

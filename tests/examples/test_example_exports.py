@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import EXAMPLES, EXAMPLES_DIR, TINY, parse
+from example_runner import EXAMPLES, EXAMPLES_DIR, TINY, parse
 from tf_freqsgd.data import ctr_view, load_movielens, train_val_test_split
 from tf_freqsgd.export import saved_model_ops
 
