@@ -36,9 +36,9 @@ def two_tower_model():
     users = tf.keras.Input(shape=(1,), dtype=tf.int64, name="users")
     items = tf.keras.Input(shape=(3,), dtype=tf.int64, name="items")
     user_embedding = de.keras.layers.Embedding(
-        EMBEDDING_SIZE, initializer=tf.keras.initializers.Constant(USER_DEFAULT), name="user_embedding")
+        EMBEDDING_SIZE, initializer=tf.keras.initializers.Constant(USER_DEFAULT), name="export_user_embedding")
     item_embedding = de.keras.layers.Embedding(
-        EMBEDDING_SIZE, initializer=tf.keras.initializers.Constant(ITEM_DEFAULT), name="item_embedding")
+        EMBEDDING_SIZE, initializer=tf.keras.initializers.Constant(ITEM_DEFAULT), name="export_item_embedding")
     user_vector = tf.keras.layers.Flatten()(user_embedding(users))
     item_vector = tf.keras.layers.GlobalAveragePooling1D()(item_embedding(items))
     hidden = tf.keras.layers.Dense(8, activation="relu")(
@@ -144,8 +144,8 @@ def pooled_score_model(embedding):
 
 def test_training_filled_the_tables(trained):
     model, users, items = trained["model"], trained["users"], trained["items"]
-    assert int(model.get_layer("user_embedding").params.size()) == len(np.unique(users))
-    assert int(model.get_layer("item_embedding").params.size()) == len(np.unique(items))
+    assert int(model.get_layer("export_user_embedding").params.size()) == len(np.unique(users))
+    assert int(model.get_layer("export_item_embedding").params.size()) == len(np.unique(items))
 
 
 def test_stock_tensorflow_serves_the_training_model_scores(trained, tmp_path):
@@ -163,7 +163,7 @@ def test_saved_graph_holds_stock_ops_only(trained):
 
 
 def test_unseen_ids_get_what_tfra_returns_for_a_constant_initializer(trained):
-    layer = trained["model"].get_layer("item_embedding")
+    layer = trained["model"].get_layer("export_item_embedding")
     unseen = hashed_ids(np.random.default_rng(99), (2, 3))
     constant_rows = np.full((2, 3, EMBEDDING_SIZE), ITEM_DEFAULT, np.float32)
     np.testing.assert_array_equal(layer(unseen).numpy(), constant_rows)  # TFRA: the initializer's value

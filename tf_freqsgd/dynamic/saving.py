@@ -30,9 +30,8 @@ import warnings
 
 import tensorflow as tf
 import tf_keras
-from tensorflow.python.ops import variable_scope
 
-from tf_freqsgd.dynamic.tables import dynamic_embedding, is_dynamic
+from tf_freqsgd.dynamic.tables import dynamic_embedding, is_dynamic, layer_table_exists
 
 # The config keys of TFRA's layers; tf_keras' own Embedding has "input_dim" instead.
 _TFRA_KEY = "embedding_size"
@@ -94,15 +93,10 @@ def tfra_layer_config(config, kv_creator=None):
 
 def _warn_if_taken(layer_name):
     """Warns when TFRA will hand the loaded layer the table of a layer made before, of that name."""
-    table = f"{layer_name}-parameter" if layer_name else "EmbeddingParameter"
-    try:  # TFRA's de.get_variable keeps its tables in TensorFlow's v1 variable store
-        taken = table in variable_scope._get_default_variable_store()._vars
-    except AttributeError:
-        return
-    if taken:
+    if layer_table_exists(layer_name):
         warnings.warn(
-            f"A TFRA table {table!r} already exists in this process: the loaded layer {layer_name!r} "
-            "shares it (TFRA reuses tables by name), and restoring overwrites it. Load in a fresh "
+            f"A TFRA table '{layer_name}-parameter' already exists in this process: the loaded layer "
+            f"{layer_name!r} shares it (TFRA reuses tables by name), and restoring overwrites it. Load in a fresh "
             "process, or after the model that made it is gone.",
             stacklevel=4,
         )

@@ -22,7 +22,7 @@ TFRA tables and puts MLET's and PEP's ``serving_layer()`` (collapsed, pruned) in
 import numpy as np
 import tensorflow as tf
 
-from tf_freqsgd.dynamic.tables import dynamic_embedding
+from tf_freqsgd.dynamic.tables import dynamic_embedding, layer_table_exists
 from tf_freqsgd.layers import MLETEmbedding, PEPEmbedding
 
 EMBEDDING_KINDS = ("table", "dynamic", "mlet", "pep")
@@ -74,11 +74,14 @@ def make_embedding(kind, input_dim, output_dim, *, name, init_scale=DEFAULT_INIT
 
 
 def _unshared_table_name(name):
-    """``name`` the first time in a process, then ``name_1``, ``name_2``...: TFRA layers of one
-    name share one table in a process. A program building one model gets the same names at every
-    run, as its checkpoints need."""
-    uid = tf.keras.backend.get_uid(f"tf_freqsgd.models.embeddings/{name}")
-    return name if uid == 1 else f"{name}_{uid - 1}"
+    """``name``, or ``name_1``, ``name_2``... when a TFRA table of that name exists in this process
+    (TFRA layers of one name share one table). A program building one model gets the same names
+    at every run, as its checkpoints need."""
+    candidate, suffix = name, 0
+    while layer_table_exists(candidate):
+        suffix += 1
+        candidate = f"{name}_{suffix}"
+    return candidate
 
 
 def _check_positive_int(name, value):
