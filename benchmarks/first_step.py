@@ -1,6 +1,6 @@
 """Time to the first training step in a fresh process, with and without AutoGraph converting tf_keras.
 
-Run: `.venv/bin/python benchmarks/first_step.py` (about 2 minutes; `--quick`: one process per
+Run: `.venv/bin/python benchmarks/first_step.py` (about a minute; `--quick`: one process per
 setting). Each measurement is a fresh Python process that imports tf_freqsgd and TensorFlow, then
 builds the logistic matrix factorisation of `tf_freqsgd.models` (943 users, 1,682 items, d = 32),
 compiles it with CounterSGD and calls `fit` on one batch of 256. Reported per process:

@@ -9,7 +9,7 @@ exits with status 1 when the README's section differs from what the JSON gives.
 
 "Within noise" below compares two optimizers' test means over seeds: their difference is within
 noise when it is at most two standard errors of the difference, `2 * sqrt(s1^2/n1 + s2^2/n2)`
-(sample standard deviations over n seeds), and clearly above or below otherwise.
+(sample standard deviations over n seeds), and clearly better or worse otherwise.
 """
 
 import json
@@ -71,14 +71,13 @@ def mean_std(stats, digits=4):
 
 
 def compare(a, b, higher_is_better=True):
-    """'within noise', 'above' or 'below' (a against b in the metric's better direction), and the
-    difference a - b."""
+    """('within noise of' | 'better than' | 'worse than', a - b, the noise): a against b."""
     difference = a["mean"] - b["mean"]
     noise = 2 * math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
     if abs(difference) <= noise:
-        verdict = "within noise"
+        verdict = "within noise of"
     else:
-        verdict = "above" if (difference > 0) == higher_is_better else "below"
+        verdict = "better than" if (difference > 0) == higher_is_better else "worse than"
     return verdict, difference, noise
 
 
@@ -180,26 +179,30 @@ def quality_sections(quality, results_dir, readme_dir):
     return lines
 
 
+def counter_sgd_against(task, stats_of, others=("adagrad", "sgd")):
+    """'within noise of Adagrad's (+0.0010, noise ±0.0020); better than SGD's (...)': CounterSGD's
+    statistics (`stats_of(result)`) against each of `others`', or '' without CounterSGD's."""
+    results = task["optimizers"]
+    counter = results.get("counter_sgd") and stats_of(results["counter_sgd"])
+    if not counter:
+        return ""
+    parts = []
+    for other in others:
+        theirs = results.get(other) and stats_of(results[other])
+        if theirs:
+            verdict, difference, noise = compare(counter, theirs, task["higher_is_better"])
+            parts.append(f"{verdict} {labelled(results, other)}'s ({difference:+.4f}, noise ±{noise:.4f})")
+    return "; ".join(parts)
+
+
 def quality_targets(entry):
     lines = []
     for task_name in ("ctr", "ctr_mf", "retrieval"):
         task = entry["tasks"].get(task_name)
-        if not task:
-            continue
-        results = task["optimizers"]
-        counter = results.get("counter_sgd", {}).get("test")
-        if not counter:
-            continue
-        parts = []
-        for other in ("adagrad", "sgd"):
-            theirs = results.get(other, {}).get("test")
-            if not theirs:
-                continue
-            verdict, difference, noise = compare(counter, theirs, task["higher_is_better"])
-            parts.append(f"{verdict} {labelled(results, other)}'s ({difference:+.4f}, noise ±{noise:.4f})")
-        if parts:
+        verdicts = task and counter_sgd_against(task, lambda result: result["test"])
+        if verdicts:
             metric = TASK_LABELS[task_name].rstrip(" ↑↓")
-            lines.append(f"* {entry['name']}, {metric}: CounterSGD is " + "; ".join(parts) + ".")
+            lines.append(f"* {entry['name']}, {metric}: CounterSGD is {verdicts}.")
     return lines
 
 
@@ -229,6 +232,12 @@ def rare_id_sections(quality, results_dir, readme_dir):
                 label = (f"{bucket}: {summary['items']:,} ({counts}), "
                          f"{task['test_examples_per_bucket'][index]:,} test examples")
                 lines.append(f"| {TASK_LABELS.get(task_name, task_name)} | {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+        for task_name, task in tasks.items():
+            verdicts = counter_sgd_against(task, lambda result: result["test_buckets"]["tail"])
+            if verdicts:
+                metric = TASK_LABELS.get(task_name, task_name).rstrip(" ↑↓")
+                lines.append(f"* Tail, {metric}: CounterSGD is {verdicts}.")
         lines.append("")
         lines += image(results_dir, readme_dir, f"quality_buckets_{dataset}.png", f"metric by bucket, {entry['name']}")
     return lines

@@ -1,6 +1,6 @@
 """Runs every benchmark, each in its own process, then regenerates the README's results section.
 
-Run: `make bench` (`.venv/bin/python benchmarks/run_all.py`; under an hour on 2 cores) or
+Run: `make bench` (`.venv/bin/python benchmarks/run_all.py`; 26 minutes on 2 cores here) or
 `make bench-quick` (`--quick`: every script's reduced sizes, a few minutes).
 
 * Full: results in `benchmarks/results/`, then `README.md`'s section between
@@ -55,14 +55,14 @@ def _output_dir_args(directory):
 BENCHMARKS = (
     Benchmark("state_memory", "state_memory.py", lambda d: [f"--output_json={d}/state_memory.json"],
               about="seconds"),
-    Benchmark("first_step", "first_step.py", _output_dir_args, about="2 minutes"),
-    Benchmark("step_time", "step_time.py", _output_dir_args, about="5-10 minutes"),
-    Benchmark("dynamic_scale", "dynamic_scale.py", _output_dir_args, about="10 minutes"),
-    Benchmark("quality", "quality.py", _output_dir_args, data_flag="data_dir", about="25 minutes"),
+    Benchmark("first_step", "first_step.py", _output_dir_args, about="1 minute"),
+    Benchmark("step_time", "step_time.py", _output_dir_args, about="1-4 minutes"),
+    Benchmark("dynamic_scale", "dynamic_scale.py", _output_dir_args, about="5-10 minutes"),
+    Benchmark("quality", "quality.py", _output_dir_args, data_flag="data_dir", about="13 minutes"),
     # Until embedding_size.py takes --quick, its reduced sizes are given here.
     Benchmark("embedding_size", "embedding_size.py",
               lambda d: [f"--output_json={d}/embedding_size.json", f"--output_png_prefix={d}/embedding_size"],
-              data_flag="data_dir", about="12 minutes",
+              data_flag="data_dir", about="6-12 minutes",
               quick_args=("--epochs=1", "--plain_dims=8", "--mlet_dims=4", "--optimizers=counter_sgd",
                           "--pep_threshold_inits=-3", "--pep_targets=0.5")),
     Benchmark("choose_estimate", "choose_estimate.py", lambda d: [f"--output_json={d}/choose_estimate.json"],
@@ -120,8 +120,12 @@ def git_commit():
 
 
 def shown(command):
-    return " ".join(os.path.relpath(part, REPO_DIR) if os.path.isabs(part) and part != sys.executable else part
-                    for part in command[1:])
+    """The command without the interpreter, paths relative to the repository."""
+    def relative(part):
+        name, equals, value = part.rpartition("=")
+        return f"{name}{equals}{os.path.relpath(value, REPO_DIR)}" if os.path.isabs(value) else part
+
+    return " ".join(relative(part) for part in command[1:])
 
 
 def previous_run(path, mode):

@@ -110,9 +110,9 @@ def test_speed_sections_and_run_header():
 
 def test_verdicts_compare_means_within_two_standard_errors():
     a = {"mean": 0.80, "std": 0.01, "n": 3}
-    assert generator.compare(a, {"mean": 0.79, "std": 0.01, "n": 3})[0] == "within noise"
-    assert generator.compare(a, {"mean": 0.70, "std": 0.01, "n": 3})[0] == "above"
-    assert generator.compare(a, {"mean": 0.70, "std": 0.01, "n": 3}, higher_is_better=False)[0] == "below"
+    assert generator.compare(a, {"mean": 0.79, "std": 0.01, "n": 3})[0] == "within noise of"
+    assert generator.compare(a, {"mean": 0.70, "std": 0.01, "n": 3})[0] == "better than"
+    assert generator.compare(a, {"mean": 0.70, "std": 0.01, "n": 3}, higher_is_better=False)[0] == "worse than"
 
 
 def test_missing_results_are_listed(tmp_path):
