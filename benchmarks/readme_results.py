@@ -383,7 +383,7 @@ def embedding_size_sections(sizes, results_dir, readme_dir):
                  for d in sorted(first["plain"], key=int)]
         rows += [(f"MLET d={d}", first["mlet"][d]["parameters"], lambda r, d=d: r["mlet"][d])
                  for d in sorted(first["mlet"], key=int)]
-        rows += [(f"PEP ticket, sparsity {run['sparsity']:.2f}", run["parameters"],
+        rows += [(f"PEP ticket, target {run['target_sparsity']:g} (sparsity {run['sparsity']:.3f})", run["parameters"],
                   lambda r, i=i: r["pep"]["retrained"][i]) for i, run in enumerate(first["pep"]["retrained"])]
         lines += [f"**{EMBEDDING_SIZE_LABELS[task]}**", "",
                   "| model | embedding parameters | " + " | ".join(optimizers) + " |",
