@@ -35,15 +35,15 @@ ML100K_DIR = os.path.normpath(os.path.join(REPO_DIR, "..", "shared", "data", "ml
 
 @dataclasses.dataclass(frozen=True)
 class Benchmark:
-    """A script and the arguments it needs here. `output_args(dir)` points its files into `dir`;
-    `data_flag` takes the MovieLens 100K directory; `quick_args` select its reduced sizes;
-    `in_full` is False for a script too long for `make bench` (its committed results are kept)."""
+    """A script and the arguments it needs here (each takes `--quick` for its reduced sizes).
+    `output_args(dir)` points its files into `dir`; `data_flag` takes the MovieLens 100K
+    directory; `in_full` is False for a script too long for `make bench` (its committed results
+    are kept)."""
 
     name: str
     script: str
     output_args: object
     data_flag: str = None
-    quick_args: tuple = ("--quick",)
     in_full: bool = True
     about: str = ""
 
@@ -59,12 +59,9 @@ BENCHMARKS = (
     Benchmark("step_time", "step_time.py", _output_dir_args, about="1-4 minutes"),
     Benchmark("dynamic_scale", "dynamic_scale.py", _output_dir_args, about="5-10 minutes"),
     Benchmark("quality", "quality.py", _output_dir_args, data_flag="data_dir", about="13 minutes"),
-    # Until embedding_size.py takes --quick, its reduced sizes are given here.
     Benchmark("embedding_size", "embedding_size.py",
               lambda d: [f"--output_json={d}/embedding_size.json", f"--output_png_prefix={d}/embedding_size"],
-              data_flag="data_dir", about="6-12 minutes",
-              quick_args=("--epochs=1", "--plain_dims=8", "--mlet_dims=4", "--optimizers=counter_sgd",
-                          "--pep_threshold_inits=-3", "--pep_targets=0.5")),
+              data_flag="data_dir", about="6-12 minutes"),
     Benchmark("choose_estimate", "choose_estimate.py", lambda d: [f"--output_json={d}/choose_estimate.json"],
               data_flag="ml100k_dir", in_full=False, about="20 minutes: not in `make bench`"),
 )
@@ -97,7 +94,7 @@ def command_of(benchmark, output_dir):
     if benchmark.data_flag:
         command.append(f"--{benchmark.data_flag}={FLAGS.data_dir}")
     if FLAGS.quick:
-        command += benchmark.quick_args
+        command.append("--quick")
     return command
 
 
