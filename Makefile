@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean bazel-op bench-speed bench-dynamic
+.PHONY: install demo test clean bazel-op bench-speed bench-dynamic bench bench-quick bench-embedding-size
 
 install: $(STAMP)
 
@@ -17,8 +17,13 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py $(wildcard tf_freqsgd/c
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The TFRS retrieval example on the built-in synthetic data (CounterSGD, 5 epochs), exported for
+# TF Serving, then served in a fresh process that imports TensorFlow alone (examples/serve_demo.py).
+# The optimizers' CTR comparison of earlier versions: $(PY) examples/demo.py.
+DEMO_DIR := build/demo
 demo: install
-	$(PY) examples/demo.py
+	$(PY) examples/movielens_retrieval.py --export_dir=$(DEMO_DIR)/retrieval/1 --metrics_json=$(DEMO_DIR)/retrieval_metrics.json
+	env -u TF_USE_LEGACY_KERAS $(PY) examples/serve_demo.py --export_dir=$(DEMO_DIR)/retrieval/1 --users=0,1,2
 
 test: install
 	$(PY) -m pytest -q tests
@@ -28,10 +33,24 @@ test: install
 bench-speed: install
 	$(PY) benchmarks/step_time.py
 
+# Every benchmark, each in its own process (about 30 minutes on 2 cores), then README.md's results
+# section regenerated from benchmarks/results/*.json (benchmarks/run_all.py).
+bench: install
+	$(PY) benchmarks/run_all.py
+
+# The same at reduced sizes (a few minutes); results and the regenerated README in build/bench-quick/.
+bench-quick: install
+	$(PY) benchmarks/run_all.py --quick
+
 # Step time and peak memory of every optimizer on TFRA dynamic tables of 1e5, 1e6 and 1e7 ids, each
 # in its own process (about 10 minutes); writes benchmarks/results/dynamic_scale.{json,png}.
 bench-dynamic: install
 	$(PY) benchmarks/dynamic_scale.py
+
+# MLET and PEP against plain tables on MovieLens 100K (rating RMSE, CTR AUC), CounterSGD and
+# Adagrad (about 11 minutes); writes benchmarks/results/embedding_size{.json,_mlet.png,_pep.png}.
+bench-embedding-size: install
+	$(PY) benchmarks/embedding_size.py
 
 # The op built by Bazel 4.2.3 offline against .venv's TensorFlow, CPU kernels only; load it with
 # TF_FREQSGD_OPS_LIBRARY. Copied out of bazel-bin, which follows the last build's configuration.
