@@ -133,3 +133,9 @@ def test_check_mode_reports_a_stale_section(tmp_path):
     assert subprocess.run(command, capture_output=True, text=True, timeout=60).returncode == 0
     assert "old text" not in readme.read_text()
     assert subprocess.run(command + ["--check"], capture_output=True, text=True, timeout=60).returncode == 0
+
+
+def test_the_committed_readme_is_what_the_committed_results_give():
+    """The README's results section is generated from benchmarks/results/*.json, never hand-edited."""
+    completed = subprocess.run([sys.executable, SCRIPT, "--check"], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
