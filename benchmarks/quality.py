@@ -181,6 +181,15 @@ class Task:
     def steps_per_epoch(self):
         return math.ceil(len(self.train["item_id"]) / self.batch_size)
 
+    def id_tables(self, model):
+        """(layer, training ids, rows) of each id table; models with `user_embedding` and
+        `item_embedding` (the ranking and retrieval models) by default."""
+        return [(model.user_embedding, self.train["user_id"], self.num_users),
+                (model.item_embedding, self.train["item_id"], self.num_items)]
+
+    def compile(self, model, optimizer):
+        model.compile(optimizer=optimizer)
+
     def better(self, a, b):
         """Whether metric value a beats b (NaN never does)."""
         if not np.isfinite(a):
@@ -221,13 +230,6 @@ class RankingTask(Task):
         model = RankingModel(self.num_users, self.num_items, task=self.name, dim=FLAGS.dim, seed=seed)
         model.build_tables()
         return model
-
-    def id_tables(self, model):
-        return [(model.user_embedding, self.train["user_id"], self.num_users),
-                (model.item_embedding, self.train["item_id"], self.num_items)]
-
-    def compile(self, model, optimizer):
-        model.compile(optimizer=optimizer)
 
     @property
     def label_key(self):
@@ -305,13 +307,6 @@ class RetrievalTask(Task):
         model = RetrievalModel(self.num_users, self.num_items, dim=FLAGS.dim, seed=seed)
         model.build_tables()
         return model
-
-    def id_tables(self, model):
-        return [(model.user_embedding, self.train["user_id"], self.num_users),
-                (model.item_embedding, self.train["item_id"], self.num_items)]
-
-    def compile(self, model, optimizer):
-        model.compile(optimizer=optimizer)
 
     def training_features(self):
         return _features(self.train)
