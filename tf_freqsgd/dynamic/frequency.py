@@ -9,8 +9,6 @@ every optimizer table entry of ids whose count has fallen below ``min_count`` (d
 current step when the optimizer has a half-life) or that rank beyond ``top_n`` by count.
 """
 
-import math
-
 import tensorflow as tf
 
 from tf_freqsgd.dynamic.tables import own_tables, remove_rows
@@ -20,11 +18,9 @@ def current_counts(optimizer, slots):
     """``(keys, counts)`` of every id the counter holds, decayed to the optimizer's current step."""
     keys, counts = slots["counter"].export()
     counts = tf.reshape(counts, [-1])
-    halflife = optimizer.counter_spec.halflife
-    if halflife is not None:
-        last_seen = tf.reshape(tf.cast(slots["last_seen"].lookup(keys), tf.float32), [-1])
-        elapsed = tf.cast(optimizer.iterations, tf.float32) - last_seen
-        counts = counts * tf.exp(-(math.log(2.0) / halflife) * elapsed)
+    if optimizer.counter_spec.halflife is not None:
+        last_seen = tf.reshape(slots["last_seen"].lookup(keys), [-1])
+        counts = optimizer.counter_spec.decayed(counts, last_seen, optimizer.iterations)
     return keys, counts
 
 

@@ -55,14 +55,6 @@ def frequency_slots(optimizer, layer):
     return inner._slots[inner._index_dict[inner._var_key(variable)]]
 
 
-def _decayed(counts, last_seen, step, halflife):
-    """``c * 2^(-(step - s) / h)``: a counter decayed from the step it was last updated."""
-    if halflife is None:
-        return counts
-    elapsed = tf.cast(step, tf.float32) - tf.cast(last_seen, tf.float32)
-    return counts * tf.exp(-(math.log(2.0) / halflife) * elapsed)
-
-
 def _lookup(state, ids):
     """Rows ``ids`` of a per-row state, a ``tf.Variable`` or a width-1 ``de.Variable``."""
     if isinstance(state, tf.Variable):
@@ -88,7 +80,7 @@ def batch_frequency(optimizer, layer, ids):
     step = inner.iterations + 1
     previous = _lookup(slots["counter"], unique_ids)
     if spec.halflife is not None:
-        previous = _decayed(previous, _lookup(slots["last_seen"], unique_ids), step, spec.halflife)
+        previous = spec.decayed(previous, _lookup(slots["last_seen"], unique_ids), step)
     increment = tf.cast(occurrences, tf.float32) if spec.counting == "occurrence" else 1.0
     counts = previous + increment
     return tf.gather(counts / spec.normalizer(step), positions)
@@ -105,7 +97,7 @@ def counter_values(optimizer, layer):
         counts = slots["counter"].numpy()
         keys = np.arange(len(counts))
         if inner.counter_spec.halflife is not None:
-            counts = _decayed(counts, slots["last_seen"], inner.iterations, inner.counter_spec.halflife).numpy()
+            counts = inner.counter_spec.decayed(counts, slots["last_seen"], inner.iterations).numpy()
     seen = counts > 0
     return keys[seen], counts[seen]
 

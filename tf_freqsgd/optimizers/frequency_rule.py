@@ -136,6 +136,14 @@ class CounterSpec:
         decay_rate = math.log(2.0) / self.halflife
         return -tf.math.expm1(-decay_rate * t) / -math.expm1(-decay_rate)
 
+    def decayed(self, counts, last_seen, step):
+        """``c · 2^(-(t - s)/h)``: counts last updated at steps ``last_seen``, decayed to step ``t``
+        (as they are without a half-life)."""
+        if self.halflife is None:
+            return counts
+        elapsed = tf.cast(step, tf.float32) - tf.cast(last_seen, tf.float32)
+        return tf.exp(-(math.log(2.0) / self.halflife) * elapsed) * counts
+
     def create_slots(self, optimizer, variable):
         """A float32 counter per row, and the int32 step each row was last seen when it decays."""
         if not variable.shape.rank:
@@ -157,8 +165,7 @@ class CounterSpec:
         if self.halflife is None:
             counts = previous + increment
         else:
-            elapsed = tf.cast(step, tf.float32) - tf.cast(gather_rows(last_seen, ids), tf.float32)
-            counts = increment + tf.exp(-(math.log(2.0) / self.halflife) * elapsed) * previous
+            counts = increment + self.decayed(previous, gather_rows(last_seen, ids), step)
             last_seen.scatter_update(
                 tf.IndexedSlices(tf.fill(tf.shape(ids), tf.cast(step, last_seen.dtype)), ids)
             )
