@@ -42,15 +42,12 @@ import bench_flags  # noqa: E402  (beside this script)
 from tf_freqsgd import data as data_lib
 from tf_freqsgd.evaluation import auc
 from tf_freqsgd.layers import MaskedEmbedding, MLETEmbedding, PEPEmbedding, PEPSparsityCallback
+from tf_freqsgd.models.training import make_optimizer
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 ML100K_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "ml-100k")
 TASKS = ("rating", "ctr")
-OPTIMIZERS = {
-    "counter_sgd": tf_freqsgd.CounterSGD,
-    # The legacy Adagrad updates the batch's rows only (README, step time).
-    "adagrad": tf.keras.optimizers.legacy.Adagrad,
-}
+OPTIMIZERS = ("counter_sgd", "adagrad")  # by tf_freqsgd.models.training's names (legacy Adagrad)
 LABELS = {"counter_sgd": "CounterSGD", "adagrad": "Adagrad"}
 # Rates are large with a loss averaged over the batch (README, choice of defaults).
 GRIDS = {"rating": (0.3, 1.0, 3.0), "ctr": (3.0, 10.0, 30.0)}
@@ -124,7 +121,7 @@ def train(task, splits, counts, make_embedding, optimizer, learning_rate, callba
     offset = float(train_part["rating"].mean()) if task == "rating" else 0.0
     model = ranking_model(make_embedding, *counts, offset)
     loss = "mse" if task == "rating" else tf.keras.losses.BinaryCrossentropy(from_logits=True)
-    model.compile(OPTIMIZERS[optimizer](learning_rate), loss)
+    model.compile(make_optimizer(optimizer, learning_rate), loss)
     target = train_part["rating"] if task == "rating" else train_part["label"]
     curves = {"validation": [], "test": []}
     for _ in range(FLAGS.epochs):

@@ -61,10 +61,15 @@ def table_sizes(optimizer):
             for name, (variable, slots) in tables_of(optimizer).items()}
 
 
+def inner_optimizer(optimizer):
+    """The optimizer doing the update, inside TFRA's or a loss-scale wrapper."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
 def tables_of(optimizer):
     """The dynamic tables ``optimizer`` (or the optimizer it wraps, as a loss-scale one does)
     trains: ``{name: (its TFRA trainable, {state name: width-1 de.Variable})}``."""
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    inner = inner_optimizer(optimizer)
     if not hasattr(inner, "counter_spec"):
         raise TypeError(f"{type(inner).__name__} keeps no counters: use CounterSGD or RowwiseAdagradCounter.")
     return getattr(inner, "dynamic_tables", {})

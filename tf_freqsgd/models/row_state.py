@@ -24,26 +24,21 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tf_freqsgd.dynamic.frequency import current_counts
+from tf_freqsgd.dynamic.frequency import current_counts, inner_optimizer
 from tf_freqsgd.models.embeddings import id_table, is_dynamic_layer
 from tf_freqsgd.optimizers.base import FrequencyAwareOptimizer
 
 
-def _inner(optimizer):
-    """The optimizer doing the update, inside TFRA's or a loss-scale wrapper."""
-    return getattr(optimizer, "inner_optimizer", optimizer)
-
-
 def has_counters(optimizer):
     """True when ``optimizer`` keeps a counter per row (CounterSGD, RowwiseAdagradCounter)."""
-    return hasattr(_inner(optimizer), "counter_spec")
+    return hasattr(inner_optimizer(optimizer), "counter_spec")
 
 
 def frequency_slots(optimizer, layer):
     """The tf_freqsgd optimizer's per-row state of ``layer``'s id table, by name (``counter``,
     ``last_seen``, ``accumulator``, ``frequency``): ``tf.Variable`` rows for a fixed table,
     width-1 ``de.Variable`` tables keyed by id for a TFRA one. The optimizer must be built."""
-    inner = _inner(optimizer)
+    inner = inner_optimizer(optimizer)
     if not isinstance(inner, FrequencyAwareOptimizer):
         raise TypeError(f"{type(inner).__name__} is not a tf_freqsgd optimizer.")
     if not getattr(inner, "_built", False):
@@ -70,7 +65,7 @@ def batch_frequency(optimizer, layer, ids):
     ``c_k`` is the counter decayed to step ``t`` plus the batch's increment of id ``k`` (its
     occurrences, or 1 with ``counting="presence"``); ``N_t = t`` (or its decayed sum).
     """
-    inner = _inner(optimizer)
+    inner = inner_optimizer(optimizer)
     if not has_counters(inner):
         raise TypeError(f"{type(inner).__name__} keeps no counters: use CounterSGD or RowwiseAdagradCounter.")
     spec = inner.counter_spec
@@ -88,7 +83,7 @@ def batch_frequency(optimizer, layer, ids):
 
 def counter_values(optimizer, layer):
     """``(ids, counts)`` of the rows counted so far (``c_k > 0``), decayed to the current step."""
-    inner = _inner(optimizer)
+    inner = inner_optimizer(optimizer)
     slots = frequency_slots(inner, layer)
     if is_dynamic_layer(layer):
         keys, counts = current_counts(inner, slots)
@@ -104,7 +99,7 @@ def counter_values(optimizer, layer):
 
 def current_learning_rate(optimizer):
     """The base rate ``lr_t`` at the current step (schedules applied)."""
-    inner = _inner(optimizer)
+    inner = inner_optimizer(optimizer)
     if isinstance(inner, tf_keras.optimizers.legacy.Optimizer):
         return float(inner._decayed_lr(tf.float32))
     return float(tf.convert_to_tensor(inner.learning_rate))
@@ -116,7 +111,7 @@ def learning_rates(optimizer, layer):
 
     Returns ``(ids, rates, counts)`` as NumPy arrays.
     """
-    inner = _inner(optimizer)
+    inner = inner_optimizer(optimizer)
     lr = current_learning_rate(inner)
     if isinstance(inner, FrequencyAwareOptimizer):
         return _frequency_aware_rates(inner, layer, lr)
