@@ -136,6 +136,17 @@ def quiet_tensorflow_logs():
         logging.set_verbosity(logging.WARNING)
 
 
+def main_of(example, learning_rates, run):
+    """An example's absl ``main``: one ``run`` of the configuration its flags give."""
+    def main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+        quiet_tensorflow_logs()
+        run(config_from_flags(example, learning_rates))
+
+    return main
+
+
 def load_splits(config):
     """The dataset, and the 80/10/10 random split of its ratings (by ``config.seed``)."""
     data = load_movielens(config.dataset, config.data_dir, num_ratings=config.num_ratings, seed=config.seed)

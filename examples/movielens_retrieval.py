@@ -90,14 +90,7 @@ def run(config):
     return common.report(config, data, metrics, trained), model
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    common.quiet_tensorflow_logs()
-    run(common.config_from_flags(EXAMPLE, LEARNING_RATES))
-
-
 if __name__ == "__main__":
     define_flags()
     flags.adopt_module_key_flags(common)
-    app.run(main)
+    app.run(common.main_of(EXAMPLE, LEARNING_RATES, run))
