@@ -54,6 +54,12 @@ class ReferenceOptimizer:
         self.m = np.zeros(shape)
         self.t = 0
 
+    def current_counts(self):
+        """Every row's counter decayed to the last step (as it is without a half-life)."""
+        if self.halflife is None:
+            return self.counter.copy()
+        return 2.0 ** (-(self.t - self.last_seen) / self.halflife) * self.counter
+
     def _lr(self):
         lr = self.learning_rate
         return lr(self.t - 1) if callable(lr) else lr

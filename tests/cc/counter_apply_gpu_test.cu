@@ -65,10 +65,13 @@ std::vector<float> Normal(std::mt19937_64& rng, size_t size) {
   return values;
 }
 
-// Host copies of one table and its row state.
+// Host copies of one table and its row state: count codes without a half-life, decayed counts
+// and last-seen steps with one.
 struct Table {
-  std::vector<float> var, counter, accumulator;
-  std::vector<int32_t> last_seen;
+  std::vector<float> var, accumulator;
+  std::vector<int32_t> count_code;
+  std::vector<double> decayed_count;
+  std::vector<int64_t> last_seen;
 };
 
 // The largest |gpu - cpu| / max(1, |cpu|) over every array of the table.
@@ -81,7 +84,8 @@ double LargestDifference(const Table& cpu, const Table& gpu) {
     }
   };
   compare(cpu.var, gpu.var);
-  compare(cpu.counter, gpu.counter);
+  compare(cpu.count_code, gpu.count_code);
+  compare(cpu.decayed_count, gpu.decayed_count);
   compare(cpu.accumulator, gpu.accumulator);
   compare(cpu.last_seen, gpu.last_seen);
   return largest;
@@ -94,6 +98,10 @@ struct Case {
   int64_t rows;
   int64_t dim;
   int batch;
+  // Every row's count code at the start (2^31 - 10: counts cross into the float32 range), and the
+  // first step's number (past 2^31: no int32 wraps).
+  int32_t start_count_code = 0;
+  int64_t first_step = 1;
 };
 
 // Steps `steps` times on both devices from the same start; returns the largest difference, and
@@ -101,9 +109,10 @@ struct Case {
 template <typename Tindex>
 bool RunCase(const Case& c, int steps, double tolerance) {
   std::mt19937_64 rng(7);
-  Table start{Normal(rng, c.rows * c.dim), std::vector<float>(c.rows, 0.0f),
-              std::vector<float>(c.rowwise_adagrad ? c.rows : 0, 0.1f),
-              std::vector<int32_t>(c.rule.halflife > 0.0f ? c.rows : 0, 0)};
+  const bool decays = c.rule.halflife > 0.0f;
+  Table start{Normal(rng, c.rows * c.dim), std::vector<float>(c.rowwise_adagrad ? c.rows : 0, 0.1f),
+              std::vector<int32_t>(decays ? 0 : c.rows, c.start_count_code),
+              std::vector<double>(decays ? c.rows : 0, 0.0), std::vector<int64_t>(decays ? c.rows : 0, 0)};
   std::vector<std::vector<Tindex>> batches;
   std::vector<std::vector<float>> grads;
   for (int s = 0; s < steps; ++s) {
@@ -113,29 +122,32 @@ bool RunCase(const Case& c, int steps, double tolerance) {
   const float lr = 0.05f, epsilon = 1e-8f;
 
   Table cpu = start;
-  CounterState cpu_state{cpu.counter.data(), cpu.last_seen.empty() ? nullptr : cpu.last_seen.data(),
-                         c.rowwise_adagrad ? cpu.accumulator.data() : nullptr};
+  auto data_or_null = [](auto& values) { return values.empty() ? nullptr : values.data(); };
+  CounterState cpu_state{data_or_null(cpu.count_code), data_or_null(cpu.decayed_count),
+                         data_or_null(cpu.last_seen), c.rowwise_adagrad ? cpu.accumulator.data() : nullptr};
   auto serial = [](int64_t total, int64_t, auto body) { body(0, total); };
   for (int s = 0; s < steps; ++s) {
-    tf_freqsgd::ApplyCounterCpu(c.rule, epsilon, cpu.var.data(), c.dim, cpu_state, lr, s + 1, grads[s].data(),
+    tf_freqsgd::ApplyCounterCpu(c.rule, epsilon, cpu.var.data(), c.dim, cpu_state, lr, c.first_step + s, grads[s].data(),
                                 batches[s].data(), c.batch, serial);
   }
 
   Table gpu_runs[2];
   for (Table& gpu : gpu_runs) {
-    DeviceArray<float> var(start.var), counter(start.counter), accumulator(start.accumulator);
-    DeviceArray<int32_t> last_seen(start.last_seen);
-    CounterState state{counter.data, start.last_seen.empty() ? nullptr : last_seen.data,
-                       c.rowwise_adagrad ? accumulator.data : nullptr};
+    DeviceArray<float> var(start.var), accumulator(start.accumulator);
+    DeviceArray<int32_t> count_code(start.count_code);
+    DeviceArray<double> decayed_count(start.decayed_count);
+    DeviceArray<int64_t> last_seen(start.last_seen);
+    CounterState state{decays ? nullptr : count_code.data, decays ? decayed_count.data : nullptr,
+                       decays ? last_seen.data : nullptr, c.rowwise_adagrad ? accumulator.data : nullptr};
     DeviceArray<char> temp(std::vector<char>(tf_freqsgd::gpu::ApplyCounterTempBytes<Tindex>(c.batch)));
     for (int s = 0; s < steps; ++s) {
       DeviceArray<Tindex> ids(batches[s]);
       DeviceArray<float> grad(grads[s]);
-      CHECK_CUDA(tf_freqsgd::gpu::LaunchApplyCounter(c.rule, epsilon, var.data, c.rows, c.dim, state, lr, s + 1,
+      CHECK_CUDA(tf_freqsgd::gpu::LaunchApplyCounter(c.rule, epsilon, var.data, c.rows, c.dim, state, lr, c.first_step + s,
                                                      grad.data, ids.data, c.batch, temp.data, nullptr));
     }
     CHECK_CUDA(cudaDeviceSynchronize());
-    gpu = Table{var.Read(), counter.Read(), accumulator.Read(), last_seen.Read()};
+    gpu = Table{var.Read(), accumulator.Read(), count_code.Read(), decayed_count.Read(), last_seen.Read()};
   }
   const double difference = LargestDifference(cpu, gpu_runs[0]);
   const bool deterministic = LargestDifference(gpu_runs[0], gpu_runs[1]) == 0.0;
@@ -151,15 +163,16 @@ bool RunCase(const Case& c, int steps, double tolerance) {
 bool OutOfRangeLeavesTableUntouched() {
   const int64_t rows = 100, dim = 8;
   std::vector<float> start(rows * dim, 1.0f);
-  DeviceArray<float> var(start), counter(std::vector<float>(rows, 0.0f));
+  DeviceArray<float> var(start);
+  DeviceArray<int32_t> counter(std::vector<int32_t>(rows, 0));
   DeviceArray<int32_t> ids(std::vector<int32_t>{3, 5, 100, 3});
   DeviceArray<float> grad(std::vector<float>(4 * dim, 1.0f));
   DeviceArray<char> temp(std::vector<char>(tf_freqsgd::gpu::ApplyCounterTempBytes<int32_t>(4)));
-  CounterState state{counter.data, nullptr, nullptr};
+  CounterState state{counter.data, nullptr, nullptr, nullptr};
   CHECK_CUDA(tf_freqsgd::gpu::LaunchApplyCounter(CounterRule{}, 0.0f, var.data, rows, dim, state, 0.1f, 1,
                                                  grad.data, ids.data, 4, temp.data, nullptr));
   CHECK_CUDA(cudaDeviceSynchronize());
-  const bool ok = var.Read() == start && counter.Read() == std::vector<float>(rows, 0.0f);
+  const bool ok = var.Read() == start && counter.Read() == std::vector<int32_t>(rows, 0);
   std::printf("%s case=out_of_range_id_changes_nothing\n", ok ? "PASS" : "FAIL");
   return ok;
 }
@@ -201,11 +214,12 @@ void Throughput(int64_t rows, int64_t dim, int batch, double peak, double copy) 
   std::vector<int64_t> sorted = host_ids;
   std::sort(sorted.begin(), sorted.end());
   const int64_t distinct = std::unique(sorted.begin(), sorted.end()) - sorted.begin();
-  DeviceArray<float> var(std::vector<float>(rows * dim, 0.5f)), counter(std::vector<float>(rows, 0.0f));
+  DeviceArray<float> var(std::vector<float>(rows * dim, 0.5f));
+  DeviceArray<int32_t> counter(std::vector<int32_t>(rows, 0));
   DeviceArray<int64_t> ids(host_ids);
   DeviceArray<float> grad(Normal(rng, static_cast<size_t>(batch) * dim));
   DeviceArray<char> temp(std::vector<char>(tf_freqsgd::gpu::ApplyCounterTempBytes<int64_t>(batch)));
-  CounterState state{counter.data, nullptr, nullptr};
+  CounterState state{counter.data, nullptr, nullptr, nullptr};
   CounterRule rule;
   auto step = [&](int s) {
     CHECK_CUDA(tf_freqsgd::gpu::LaunchApplyCounter(rule, 0.0f, var.data, rows, dim, state, 1e-3f, s, grad.data,
@@ -267,6 +281,9 @@ int main() {
   ok &= RunCase<int32_t>({"l2_weight_decay", l2_decay, false, 3000, 1, 1024}, 4, kRelative);
   ok &= RunCase<int32_t>({"rowwise_adagrad", standard, true, 5000, 64, 4096}, 5, kRelative);
   ok &= RunCase<int64_t>({"rowwise_adagrad_halflife_decay", decayed, true, 3000, 48, 2048}, 5, kRelative);
+  ok &= RunCase<int64_t>({"counts_past_2^31", standard, false, 3000, 16, 2048, 2147483647 - 10}, 5, kRelative);
+  ok &= RunCase<int64_t>({"halflife_past_step_2^31", decayed, true, 3000, 16, 2048, 0, int64_t{1} << 32}, 5,
+                         kRelative);
   ok &= OutOfRangeLeavesTableUntouched();
 
   const double peak = PeakBandwidth();

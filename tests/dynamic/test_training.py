@@ -153,7 +153,7 @@ def test_evict_top_n_keeps_the_most_counted_and_decays_by_half_life():
     assert dynamic.evict(optimizer, top_n=1) == {embedding.params.name: 5}
     np.testing.assert_array_equal(exported(embedding.params)[0], [5])
     # Decayed to the current step: id 5's count (2.5 after two steps with h = 1) halves each step.
-    optimizer.iterations.assign_add(2)
+    optimizer.applied_steps.assign_add(2)
     assert dynamic.evict(optimizer, min_count=1.0) == {embedding.params.name: 1}
 
 
@@ -172,8 +172,10 @@ def test_eviction_and_size_callbacks_in_fit():
 
 @pytest.mark.parametrize("arguments, message", [
     ({}, "min_count, top_n or both"),
-    ({"min_count": -1}, "min_count must be >= 0"),
-    ({"top_n": 1.5}, "top_n must be a non-negative integer"),
+    ({"min_count": -1}, "`min_count` must be a finite number >= 0"),
+    ({"min_count": float("nan")}, "`min_count` must be a finite number >= 0"),
+    ({"top_n": 1.5}, "`top_n` must be an integer >= 0"),
+    ({"top_n": True}, "`top_n` must be an integer >= 0; got True"),
 ])
 def test_evict_rejects_bad_arguments(arguments, message):
     with pytest.raises(ValueError, match=message):

@@ -64,10 +64,9 @@ def test_table_gradient_is_sparse_and_counter_sgd_counts_its_rows():
 
     losses, optimizer = trained_layer(layer, steps=20)
     assert losses[-1] < 0.1 * losses[0]
-    counter = optimizer._slots[optimizer._index_dict[optimizer._var_key(layer.embeddings)]]["counter"]
     # One counter per table row, counting each id's occurrences over the 20 steps.
     expected = 20 * np.bincount(IDS.ravel(), minlength=10)
-    np.testing.assert_array_equal(counter.numpy(), expected)
+    np.testing.assert_array_equal(optimizer.counts(layer.embeddings).numpy(), expected)
 
 
 def test_trains_in_a_keras_model_with_frequency_sgd():

@@ -19,7 +19,7 @@ def built(optimizer):
     "make,bytes_per_row",
     [
         (lambda: tf_freqsgd.CounterSGD(), 4),
-        (lambda: tf_freqsgd.CounterSGD(counter_halflife=100.0), 8),
+        (lambda: tf_freqsgd.CounterSGD(counter_halflife=100.0), 16),
         (lambda: tf_freqsgd.RowwiseAdagradCounter(), 8),
         (lambda: tf_freqsgd.CounterSGD(momentum=0.9), 4 + 4 * DIM),
         (lambda: tf.keras.optimizers.Adagrad(), 4 * DIM),
@@ -30,6 +30,7 @@ def test_per_table_state_bytes(make, bytes_per_row):
     assert tf_freqsgd.optimizer_state_bytes(built(make()), rows=ROWS) == bytes_per_row * ROWS
 
 
-def test_total_includes_the_step_counter():
+def test_total_includes_the_step_counters():
     optimizer = built(tf_freqsgd.CounterSGD())
-    assert tf_freqsgd.optimizer_state_bytes(optimizer) == 4 * ROWS + 8
+    # iterations and applied_steps, an int64 each
+    assert tf_freqsgd.optimizer_state_bytes(optimizer) == 4 * ROWS + 16

@@ -2,6 +2,7 @@
 
 import tf_keras
 
+from tf_freqsgd import arguments
 from tf_freqsgd.dynamic import frequency
 
 
@@ -11,11 +12,8 @@ class FrequencyEviction(tf_keras.callbacks.Callback):
 
     def __init__(self, min_count=None, top_n=None, every_n_steps=None):
         super().__init__()
-        if min_count is None and top_n is None:
-            raise ValueError("FrequencyEviction needs min_count, top_n or both.")
-        if every_n_steps is not None and (int(every_n_steps) != every_n_steps or every_n_steps < 1):
-            raise ValueError(f"every_n_steps must be a positive integer; got {every_n_steps}.")
-        self.min_count, self.top_n, self.every_n_steps = min_count, top_n, every_n_steps
+        self.min_count, self.top_n = frequency.eviction_arguments(min_count, top_n)
+        self.every_n_steps = arguments.integer("every_n_steps", every_n_steps, minimum=1, allow_none=True)
         self.steps = 0
 
     def _evict(self, logs):

@@ -11,17 +11,16 @@ current step when the optimizer has a half-life) or that rank beyond ``top_n`` b
 
 import tensorflow as tf
 
+from tf_freqsgd import arguments
 from tf_freqsgd.dynamic.tables import own_tables, remove_rows
 
 
-def current_counts(optimizer, slots):
-    """``(keys, counts)`` of every id the counter holds, decayed to the optimizer's current step."""
-    keys, counts = slots["counter"].export()
-    counts = tf.reshape(counts, [-1])
-    if optimizer.counter_spec.halflife is not None:
-        last_seen = tf.reshape(slots["last_seen"].lookup(keys), [-1])
-        counts = optimizer.counter_spec.decayed(counts, last_seen, optimizer.iterations)
-    return keys, counts
+def table_counts(optimizer, table):
+    """``(keys, counts)`` of every id the counter of dynamic table ``table`` (a ``de.Variable`` or
+    its trainable) holds, decayed to the optimizer's last applied step."""
+    inner = inner_optimizer(optimizer)
+    keys, _ = inner.row_state(table)["counter"].export()
+    return keys, inner.counts(table, keys)
 
 
 def evict(optimizer, min_count=None, top_n=None):
@@ -32,15 +31,10 @@ def evict(optimizer, min_count=None, top_n=None):
     optimizer slots and this optimizer's counter, last-seen step and accumulator all go. Returns
     ``{table name: ids evicted}``.
     """
-    if min_count is None and top_n is None:
-        raise ValueError("evict needs min_count, top_n or both.")
-    if min_count is not None and min_count < 0:
-        raise ValueError(f"min_count must be >= 0; got {min_count}.")
-    if top_n is not None and (int(top_n) != top_n or top_n < 0):
-        raise ValueError(f"top_n must be a non-negative integer; got {top_n}.")
+    min_count, top_n = eviction_arguments(min_count, top_n)
     evicted = {}
     for name, (variable, slots) in tables_of(optimizer).items():
-        keys, counts = current_counts(optimizer, slots)
+        keys, counts = table_counts(optimizer, variable)
         leaving = tf.zeros_like(counts, tf.bool)
         if min_count is not None:
             leaving |= counts < min_count
@@ -53,6 +47,14 @@ def evict(optimizer, min_count=None, top_n=None):
             table.remove(gone)
         evicted[name] = int(tf.size(gone))
     return evicted
+
+
+def eviction_arguments(min_count, top_n):
+    """``(min_count, top_n)`` checked: a finite number >= 0 and an integer >= 0, at least one given."""
+    if min_count is None and top_n is None:
+        raise ValueError("eviction needs min_count, top_n or both.")
+    return (arguments.number("min_count", min_count, 0.0, maximum=None, allow_none=True),
+            arguments.integer("top_n", top_n, allow_none=True))
 
 
 def table_sizes(optimizer):

@@ -12,6 +12,11 @@ import tensorflow as tf
 from tensorflow.python.ops import variable_scope
 
 
+def is_table(state):
+    """True for a TFRA ``de.Variable`` (a hash table keyed by id)."""
+    return type(state).__module__.startswith("tensorflow_recommenders_addons") and hasattr(state, "upsert")
+
+
 def is_dynamic(variable):
     """True for a TFRA trainable (``TrainableWrapper`` / ``ShadowVariable``) of a dynamic table.
 
@@ -38,21 +43,34 @@ def dynamic_embedding():
 
 def row_table(owner, variable, name, dtype, initial_value):
     """A width-1 table for one value per id of ``variable``'s dynamic embedding, tracked by ``owner``
-    (the optimizer) so checkpoints and SavedModels carry it."""
+    (the optimizer) so checkpoints and SavedModels carry it.
+
+    TFRA has no int64 values under int32 keys: there int64 state (steps) is kept as float64, exact
+    to 2**53; readers cast it back.
+    """
     de = dynamic_embedding()
     params = variable.params
-    table = de.Variable(
-        key_dtype=params.key_dtype,
-        value_dtype=dtype,
-        dim=1,
-        devices=params.devices,
-        partitioner=params.partition_fn,
-        name=f"{params.name}-{name}",
-        initializer=tf.cast(initial_value, dtype),
-        trainable=False,
-        init_size=params.init_size,
-        kv_creator=params.kv_creator,
-    )
+
+    def make(value_dtype):
+        return de.Variable(
+            key_dtype=params.key_dtype,
+            value_dtype=value_dtype,
+            dim=1,
+            devices=params.devices,
+            partitioner=params.partition_fn,
+            name=f"{params.name}-{name}",
+            initializer=tf.cast(initial_value, value_dtype),
+            trainable=False,
+            init_size=params.init_size,
+            kv_creator=params.kv_creator,
+        )
+
+    try:
+        table = make(dtype)
+    except TypeError:
+        if dtype != tf.int64:
+            raise
+        table = make(tf.float64)
     owner._track_trackable(table, name=f"{params.name}-{name}")
     return table
 
@@ -77,8 +95,18 @@ class KeyedRows:
 
 
 def gather_rows(state, rows):
-    """``tf.gather(state, rows)`` for a ``tf.Variable`` or a ``KeyedRows`` table."""
-    return state.gather(rows) if isinstance(state, KeyedRows) else tf.gather(state, rows)
+    """``tf.gather(state, rows)`` for a ``tf.Variable``, a ``KeyedRows`` table, or a width-1 TFRA
+    table read by key."""
+    if isinstance(state, KeyedRows):
+        return state.gather(rows)
+    if is_table(state):
+        return tf.reshape(state.lookup(rows), [-1])
+    return tf.gather(state, rows)
+
+
+def keys_of(state, rows):
+    """The ids of ``rows``: the keys of a ``KeyedRows`` table's local rows, else the rows themselves."""
+    return tf.gather(state.keys, rows) if isinstance(state, KeyedRows) else rows
 
 
 def with_row_shape(gradient, variable):

@@ -24,7 +24,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tf_freqsgd.dynamic.frequency import current_counts, inner_optimizer
+from tf_freqsgd.dynamic.frequency import inner_optimizer, table_counts
+from tf_freqsgd.dynamic.tables import gather_rows
 from tf_freqsgd.models.embeddings import id_table, is_dynamic_layer
 from tf_freqsgd.optimizers.base import FrequencyAwareOptimizer
 
@@ -41,20 +42,11 @@ def frequency_slots(optimizer, layer):
     inner = inner_optimizer(optimizer)
     if not isinstance(inner, FrequencyAwareOptimizer):
         raise TypeError(f"{type(inner).__name__} is not a tf_freqsgd optimizer.")
-    if not getattr(inner, "_built", False):
-        raise ValueError(f"{inner.name} is not built yet: call optimizer.build(model.trainable_variables) "
-                         "or train a step first.")
-    if is_dynamic_layer(layer):
-        return inner.dynamic_tables[layer.params.name][1]
-    variable = id_table(layer)
-    return inner._slots[inner._index_dict[inner._var_key(variable)]]
+    return inner.row_state(_trained_table(layer))
 
 
-def _lookup(state, ids):
-    """Rows ``ids`` of a per-row state, a ``tf.Variable`` or a width-1 ``de.Variable``."""
-    if isinstance(state, tf.Variable):
-        return tf.gather(state, ids)
-    return tf.reshape(state.lookup(ids), [-1])
+def _trained_table(layer):
+    return layer.params if is_dynamic_layer(layer) else id_table(layer)
 
 
 def batch_frequency(optimizer, layer, ids):
@@ -72,27 +64,19 @@ def batch_frequency(optimizer, layer, ids):
     slots = frequency_slots(inner, layer)
     ids = tf.cast(tf.reshape(ids, [-1]), tf.int64)
     unique_ids, positions, occurrences = tf.unique_with_counts(ids)
-    step = inner.iterations + 1
-    previous = _lookup(slots["counter"], unique_ids)
-    if spec.halflife is not None:
-        previous = spec.decayed(previous, _lookup(slots["last_seen"], unique_ids), step)
-    increment = tf.cast(occurrences, tf.float32) if spec.counting == "occurrence" else 1.0
-    counts = previous + increment
-    return tf.gather(counts / spec.normalizer(step), positions)
+    counts = spec.current_counts(slots, unique_ids, inner.step) + spec.increments(occurrences)
+    return tf.gather(tf.cast(counts / spec.normalizer(inner.step), tf.float32), positions)
 
 
 def counter_values(optimizer, layer):
     """``(ids, counts)`` of the rows counted so far (``c_k > 0``), decayed to the current step."""
     inner = inner_optimizer(optimizer)
-    slots = frequency_slots(inner, layer)
     if is_dynamic_layer(layer):
-        keys, counts = current_counts(inner, slots)
+        keys, counts = table_counts(inner, layer.params)
         keys, counts = keys.numpy(), counts.numpy()
     else:
-        counts = slots["counter"].numpy()
+        counts = inner.counts(id_table(layer)).numpy()
         keys = np.arange(len(counts))
-        if inner.counter_spec.halflife is not None:
-            counts = inner.counter_spec.decayed(counts, slots["last_seen"], inner.iterations).numpy()
     seen = counts > 0
     return keys[seen], counts[seen]
 
@@ -120,7 +104,7 @@ def learning_rates(optimizer, layer):
 
 def _frequency_aware_rates(optimizer, layer, lr):
     slots = frequency_slots(optimizer, layer)
-    step = optimizer.iterations
+    step = optimizer.applied_steps
     if has_counters(optimizer):
         ids, counts = counter_values(optimizer, layer)
         frequency = counts / float(optimizer.counter_spec.normalizer(step))
@@ -134,7 +118,7 @@ def _frequency_aware_rates(optimizer, layer, lr):
     scale = optimizer.rule.rate_scale(tf.constant(counts, tf.float32), tf.constant(frequency, tf.float32), step + 1)
     rates = lr * scale.numpy()
     if "accumulator" in slots:
-        accumulator = _lookup(slots["accumulator"], tf.constant(ids, tf.int64)).numpy()
+        accumulator = gather_rows(slots["accumulator"], tf.constant(ids, tf.int64)).numpy()
         rates = rates / (np.sqrt(accumulator) + optimizer.epsilon)
     return ids, rates, counts if has_counters(optimizer) else None
 
@@ -167,9 +151,7 @@ def _legacy_rates(optimizer, layer, lr):
 
 
 def _trained_variable(optimizer, layer):
-    if is_dynamic_layer(layer):
-        return layer.shadow
-    return id_table(layer)
+    return layer.shadow if is_dynamic_layer(layer) else id_table(layer)
 
 
 def _slot_rows(optimizer, layer, variable, slot_name, ids):

@@ -5,68 +5,25 @@ how often each id occurred in the batch. These optimizers keep the raw gradient 
 de-duplicate inside ``update_step`` with ``frequency_rule.deduplicate``, which returns the
 occurrence counts in the same pass. Every sparse update touches the rows of the batch only.
 
-Gradients are checked before any variable is written, so bad input never corrupts state:
-a non-finite gradient value, an id outside ``[0, rows)``, or a dtype that does not match the
-variable raises an error naming the variable. (Under ``LossScaleOptimizer`` a non-finite step is
-skipped by the loss scaler before it reaches these checks, as usual.)
+A step is all-or-nothing: ``step_checks`` checks every gradient of the step before any variable,
+counter or step count is written (see that module, and the README's "Guarantees").
 """
 
 import tensorflow as tf
 import tf_keras
 from tensorflow.python.ops import control_flow_util
 
+from tf_freqsgd import arguments
 from tf_freqsgd import ops as fused
 from tf_freqsgd.dynamic import tables as dynamic
-from tf_freqsgd.optimizers import frequency_rule
+from tf_freqsgd.optimizers import frequency_rule, step_checks
 
-_INDEX_DTYPES = (tf.int32, tf.int64)
 _FUSED_DTYPES = (tf.float32, tf.float16, tf.bfloat16)
+num_rows = step_checks.num_rows
 
 
-def num_rows(variable):
-    """The row count without reading the table: a read before a scatter makes TF copy the table."""
-    if variable.shape.rank and variable.shape[0] is not None:
-        return variable.shape[0]
-    return tf.raw_ops.VariableShape(input=variable.handle)[0]
-
-
-def _all_finite(values):
-    # 0 * x is 0 for every finite x and NaN for inf or NaN; the sum cannot overflow. One
-    # multi-threaded reduction: a sixth of check_numerics' time on an 8,192 x 64 gradient.
-    return tf.math.is_finite(tf.reduce_sum(values * tf.zeros([], values.dtype)))
-
-
-def _check_gradient(optimizer_name, gradient, variable):
-    """The assertions on one gradient: finite values, and ids inside the table."""
-    what = f"dynamic table '{variable.params.name}'" if dynamic.is_dynamic(variable) else f"variable '{variable.name}'"
-    where = f"{optimizer_name}: gradient for {what}"
-    sparse = isinstance(gradient, tf.IndexedSlices)
-    values = gradient.values if sparse else gradient
-    if values.dtype.base_dtype != variable.dtype.base_dtype:
-        raise TypeError(f"{where} has dtype {values.dtype.name}; expected {variable.dtype.name}.")
-    finite = tf.debugging.Assert(_all_finite(values), [f"{where} has a non-finite value."])
-    # A dynamic embedding's gradient indexes the batch's own ids, as TFRA's lookup made them.
-    if not sparse or dynamic.is_dynamic(variable):
-        return [finite]
-    if gradient.indices.dtype not in _INDEX_DTYPES:
-        raise TypeError(f"{where} has ids of dtype {gradient.indices.dtype.name}; expected int32 or int64.")
-    ids = gradient.indices
-    smallest, largest = tf.reduce_min(ids), tf.reduce_max(ids)
-    rows = tf.cast(num_rows(variable), ids.dtype)
-    in_range = tf.debugging.Assert(
-        tf.logical_or(tf.size(ids) == 0, tf.logical_and(smallest >= 0, largest < rows)),
-        [f"{where} has an id outside [0, {variable.shape[0]}); smallest and largest id:", smallest, largest],
-    )
-    return [finite, in_range]
-
-
-def gradient_checks(optimizer_name, grads_and_vars):
-    """The checks of every gradient; the whole update must wait for all of them."""
-    checks = []
-    for gradient, variable in grads_and_vars:
-        if gradient is not None:
-            checks.extend(_check_gradient(optimizer_name, gradient, variable))
-    return checks
+def _in_xla_context():
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
@@ -78,14 +35,21 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
     and ``_apply_dense(variable, slots, gradient)``.
     """
 
-    def __init__(self, learning_rate, rule, name, jit_compile=False, **kwargs):
+    def __init__(self, learning_rate, rule, name, non_finite="raise", jit_compile=False, **kwargs):
         super().__init__(name=name, weight_decay=None, jit_compile=jit_compile, **kwargs)
-        frequency_rule.check_learning_rate(learning_rate)
+        learning_rate = frequency_rule.check_learning_rate(learning_rate)
+        arguments.choice("non_finite", non_finite, step_checks.NON_FINITE_POLICIES)
         self._learning_rate = self._build_learning_rate(learning_rate)
         self.rule = rule
+        self.non_finite = non_finite
         # Keras' own weight decay sweeps whole tables every step; this rule's decay is applied per
         # row in update_step. Kept on `weight_decay` so get_config and Keras tooling see it.
         self.weight_decay = rule.weight_decay
+        # The t of every frequency estimate. Not `iterations`: a LossScaleOptimizer advances that
+        # on the steps it skips.
+        with tf.init_scope():
+            self._applied_steps = tf.Variable(0, name="applied_steps", dtype=tf.int64, trainable=False)
+        self._variables.append(self._applied_steps)
 
     def build(self, var_list):
         if any(dynamic.is_dynamic(variable) for variable in var_list) and not hasattr(self, "_bp_v2"):
@@ -108,6 +72,36 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
     def _create_slots(self, variable):
         raise NotImplementedError
 
+    def row_state(self, variable):
+        """The per-row state this optimizer keeps for ``variable`` (a model variable, or a TFRA
+        ``de.Variable`` / its trainable), by name: ``counter``, ``last_seen``, ``accumulator``,
+        ``frequency``, ``momentum``. ``tf.Variable`` rows for a fixed table, width-1 TFRA tables
+        keyed by id for a dynamic one. The optimizer must be built."""
+        if not getattr(self, "_built", False):
+            raise ValueError(f"{self.name} is not built yet: call optimizer.build(model.trainable_variables) "
+                             "or train a step first.")
+        table = getattr(variable, "params", variable)
+        if getattr(table, "name", None) in self.dynamic_tables and dynamic.is_table(table):
+            return self.dynamic_tables[table.name][1]
+        key = self._var_key(variable)
+        if key not in self._index_dict:
+            raise ValueError(f"{self.name} does not train variable '{variable.name}'.")
+        return self._slots[self._index_dict[key]]
+
+    def counts(self, variable, ids=None):
+        """The counters (float64) of rows ``ids`` of ``variable`` (every row of a fixed table when
+        None), decayed to the last applied step with a half-life."""
+        counter_spec = getattr(self, "counter_spec", None)
+        if counter_spec is None:
+            raise TypeError(f"{type(self).__name__} keeps no counters: use CounterSGD or RowwiseAdagradCounter.")
+        slots = self.row_state(variable)
+        if ids is None:
+            if dynamic.is_table(slots["counter"]):
+                raise ValueError("counts of a dynamic table need the ids to read (its keys: "
+                                 "tf_freqsgd.dynamic.table_counts).")
+            ids = tf.range(num_rows(variable), dtype=tf.int64)
+        return counter_spec.current_counts(slots, ids, self._applied_steps)
+
     def add_row_variable(self, model_variable, name, dtype=tf.float32, initial_value=0, per_row=True):
         """One optimizer value per row of ``model_variable`` (a scalar if not ``per_row``), placed with it:
         for a dynamic embedding, a width-1 TFRA table keyed by its ids."""
@@ -125,17 +119,39 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         return variable
 
     def _internal_apply_gradients(self, grads_and_vars):
-        # Every op of the update, the step counter's included, waits for every check: a bad
-        # gradient for one variable leaves all of them untouched. Here rather than in
-        # apply_gradients, which TFRA's wrapper bypasses.
-        grads_and_vars = list(grads_and_vars)
-        self._unadmitted = self._no_dependency([])
-        with tf.control_dependencies(gradient_checks(self.name, grads_and_vars)):
-            iteration = super()._internal_apply_gradients(grads_and_vars)
-        # After TFRA has written the batch's rows back: drop those of ids not yet admitted.
-        removals = [dynamic.remove_rows(variable, keys) for variable, keys in self._unadmitted]
-        with tf.control_dependencies(removals):
-            return tf.identity(iteration)
+        # Here rather than in apply_gradients, which TFRA's wrapper replaces. The checks and the
+        # skip decision run where the updates do: in the cross-replica context under a strategy
+        # that merges (a cond around a merge_call is not allowed), else in the replica's.
+        return tf.__internal__.distribute.interim.maybe_merge_call(
+            self._checked_apply, self._distribution_strategy, list(grads_and_vars))
+
+    def _checked_apply(self, distribution, grads_and_vars):
+        """Applies the step when every check passes: all of it, or nothing."""
+        # A zero Grappler cannot fold (see step_checks).
+        zero = tf.cast(self._applied_steps < 0, tf.float32)
+        required, finite = step_checks.step_conditions(
+            self.name, grads_and_vars, zero, local_results=distribution.experimental_local_results)
+        if _in_xla_context():
+            # XLA drops assertions: there a step failing any check is skipped.
+            asserts, apply_if = [], step_checks.all_hold(required + finite)
+        elif self.non_finite == "skip":
+            asserts, apply_if = step_checks.assertions(required), step_checks.all_hold(finite)
+        else:
+            asserts, apply_if = step_checks.assertions(required + finite), None
+
+        def apply():
+            self._unadmitted = self._no_dependency([])
+            applied = self._distributed_apply_gradients_fn(distribution, grads_and_vars)
+            # After TFRA has written the batch's rows back: drop those of ids not yet admitted.
+            removals = [dynamic.remove_rows(variable, keys) for variable, keys in self._unadmitted]
+            with tf.control_dependencies([applied] + removals):
+                self._applied_steps.assign_add(1)
+                return tf.identity(self.iterations)
+
+        with tf.control_dependencies(asserts):
+            if apply_if is None:
+                return apply()
+            return tf.cond(apply_if, apply, lambda: tf.identity(self.iterations))
 
     def _deduplicate_sparse_grad(self, grads):
         # update_step de-duplicates itself: it needs the occurrence counts.
@@ -162,9 +178,14 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         return tf.maximum(1.0 - self.rule.decay_rate(self.base_rate(), rate) * self.rule.weight_decay, 0.0)
 
     @property
+    def applied_steps(self):
+        """Steps applied so far: ``iterations`` without the steps a ``LossScaleOptimizer`` skipped."""
+        return self._applied_steps
+
+    @property
     def step(self):
-        """The 1-based number of the step being applied."""
-        return self.iterations + 1
+        """The 1-based number of the step being applied: the ``t`` of the frequency estimates."""
+        return self._applied_steps + 1
 
     def update_step(self, gradient, variable):
         slots = self._slots[self._index_dict[self._var_key(variable)]]
@@ -198,7 +219,7 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
             return None
         if "GPU" in (variable.device or "").upper() and not fused.gpu_kernels_available():
             return None
-        if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+        if _in_xla_context():
             return None
         return fused.fused_ops()
 
@@ -239,6 +260,7 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
                 "warmup_steps": rule.warmup_steps,
                 "weight_decay": rule.weight_decay,
                 "weight_decay_mode": rule.weight_decay_mode,
+                "non_finite": self.non_finite,
             }
         )
         return config

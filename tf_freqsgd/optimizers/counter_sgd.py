@@ -2,7 +2,8 @@
 
 import tf_keras
 
-from tf_freqsgd.optimizers.frequency_rule import CounterSpec, FrequencyRule
+from tf_freqsgd.optimizers.counter import CounterSpec
+from tf_freqsgd.optimizers.frequency_rule import FrequencyRule
 from tf_freqsgd.optimizers.scaled_sgd import ScaledSGD
 
 

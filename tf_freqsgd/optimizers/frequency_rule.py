@@ -2,13 +2,9 @@
 
 Notation, for one embedding table and one training step ``t = 1, 2, ...``:
 
-* ``c_k``: the counter of row ``k``, one float32 per row. Each step in which row ``k`` appears adds
-  its increment ``n_k``: the number of occurrences of ``k`` in the batch (``counting="occurrence"``)
-  or 1 (``counting="presence"``, as FBGEMM counts). With a half-life ``h`` the counter decays
-  between appearances, as FBGEMM's ``rowwise_adagrad_with_counter`` does:
-  ``c_k <- n_k + 2**(-(t - s_k) / h) * c_k``, with ``s_k`` the step row ``k`` was last seen.
-* ``N_t``: the counter a row present at every step would have: ``t`` without decay,
-  ``(1 - 2**(-t/h)) / (1 - 2**(-1/h))`` with decay. ``p_k = c_k / N_t`` estimates the frequency.
+* ``c_k``, ``N_t`` and ``p_k = c_k / N_t``: row ``k``'s counter, the counter of a row present at
+  every step, and the frequency estimate (``tf_freqsgd.optimizers.counter``); or, for
+  ``FrequencySGD``, the given frequency.
 * ``f_k``: the quantity the rate follows: ``p_k`` (``estimate="frequency"``, FA-SGD with an online
   estimate) or the raw ``c_k`` (``estimate="count"``, FBGEMM's counter mode, ``lr / sqrt(c_k)`` at
   power 0.5).
@@ -21,40 +17,22 @@ Notation, for one embedding table and one training step ``t = 1, 2, ...``:
 """
 
 import dataclasses
-import math
 from typing import Optional
 
 import tensorflow as tf
 
-from tf_freqsgd.dynamic.tables import gather_rows
+from tf_freqsgd import arguments
 
 ESTIMATES = ("frequency", "count")
-COUNTING_MODES = ("occurrence", "presence")
 WEIGHT_DECAY_MODES = ("decoupled", "l2")
 
 
-def _require(condition, message):
-    if not condition:
-        raise ValueError(message)
-
-
-def _require_choice(name, value, choices):
-    _require(value in choices, f"`{name}` must be one of {choices}; got {value!r}.")
-
-
-def _require_number(name, value, minimum=0.0, inclusive=True, allow_none=False):
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value >= minimum if inclusive else value > minimum)
-    bound = ">=" if inclusive else ">"
-    _require(ok, f"`{name}` must be a finite number {bound} {minimum}; got {value!r}.")
-
-
 def check_learning_rate(learning_rate):
-    """Numbers must be finite and >= 0; schedules and callables are checked by Keras."""
-    if isinstance(learning_rate, (int, float)):
-        _require_number("learning_rate", learning_rate)
+    """A number (Python, NumPy or 0-d tensor) as a float that must be finite and >= 0; schedules
+    and other callables pass through (Keras checks them)."""
+    if callable(learning_rate) and not hasattr(learning_rate, "numpy"):
+        return learning_rate
+    return arguments.number("learning_rate", learning_rate, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,21 +49,19 @@ class FrequencyRule:
     weight_decay_mode: str = "decoupled"
 
     def __post_init__(self):
-        _require_number("power", self.power)
-        _require_choice("estimate", self.estimate, ESTIMATES)
-        _require_number("min_scale", self.min_scale)
-        _require_number("max_scale", self.max_scale, minimum=0.0, inclusive=False, allow_none=True)
-        _require(
-            self.max_scale is None or self.max_scale >= self.min_scale,
-            f"`max_scale` ({self.max_scale}) must be >= `min_scale` ({self.min_scale}).",
-        )
-        _require(
-            isinstance(self.warmup_steps, int) and self.warmup_steps >= 0,
-            f"`warmup_steps` must be an integer >= 0; got {self.warmup_steps!r}.",
-        )
-        _require_number("tail_id_threshold", self.tail_id_threshold)
-        _require_number("weight_decay", self.weight_decay)
-        _require_choice("weight_decay_mode", self.weight_decay_mode, WEIGHT_DECAY_MODES)
+        def normalise(field, value):
+            object.__setattr__(self, field, value)
+
+        normalise("power", arguments.number("power", self.power, 0.0))
+        arguments.choice("estimate", self.estimate, ESTIMATES)
+        normalise("min_scale", arguments.number("min_scale", self.min_scale, 0.0))
+        normalise("max_scale", arguments.number("max_scale", self.max_scale, 0.0, inclusive=False, allow_none=True))
+        if self.max_scale is not None and self.max_scale < self.min_scale:
+            raise ValueError(f"`max_scale` ({self.max_scale}) must be >= `min_scale` ({self.min_scale}).")
+        normalise("warmup_steps", arguments.integer("warmup_steps", self.warmup_steps))
+        normalise("tail_id_threshold", arguments.number("tail_id_threshold", self.tail_id_threshold, 0.0))
+        normalise("weight_decay", arguments.number("weight_decay", self.weight_decay, 0.0))
+        arguments.choice("weight_decay_mode", self.weight_decay_mode, WEIGHT_DECAY_MODES)
 
     def adjusting(self, step):
         """False during warm-up, when every scale is 1."""
@@ -111,66 +87,6 @@ class FrequencyRule:
     def decay_rate(self, base_rate, row_rate):
         """The rate weight decay goes through: the base rate, or the row's rate for ``"l2"``."""
         return row_rate if self.weight_decay_mode == "l2" else base_rate
-
-
-@dataclasses.dataclass(frozen=True)
-class CounterSpec:
-    """What a row's counter adds per step, how it decays, and (dynamic tables only) the count an
-    id needs before it gets a row."""
-
-    counting: str = "occurrence"
-    halflife: Optional[float] = None
-    admission_count: Optional[float] = None
-
-    def __post_init__(self):
-        _require_choice("counting", self.counting, COUNTING_MODES)
-        _require_number("counter_halflife", self.halflife, 0.0, inclusive=False, allow_none=True)
-        _require_number("admission_count", self.admission_count, 0.0, inclusive=False, allow_none=True)
-
-    def normalizer(self, step):
-        """``N_t``: the counter of a row present at every one of the ``t`` steps."""
-        t = tf.cast(step, tf.float32)
-        if self.halflife is None:
-            return t
-        # (1 - 2^(-t/h)) / (1 - 2^(-1/h)), with expm1: 1 - 2^(-1/h) cancels badly in float32.
-        decay_rate = math.log(2.0) / self.halflife
-        return -tf.math.expm1(-decay_rate * t) / -math.expm1(-decay_rate)
-
-    def decayed(self, counts, last_seen, step):
-        """``c · 2^(-(t - s)/h)``: counts last updated at steps ``last_seen``, decayed to step ``t``
-        (as they are without a half-life)."""
-        if self.halflife is None:
-            return counts
-        elapsed = tf.cast(step, tf.float32) - tf.cast(last_seen, tf.float32)
-        return tf.exp(-(math.log(2.0) / self.halflife) * elapsed) * counts
-
-    def create_slots(self, optimizer, variable):
-        """A float32 counter per row, and the int32 step each row was last seen when it decays."""
-        if not variable.shape.rank:
-            return {}
-        slots = {"counter": optimizer.add_row_variable(variable, "counter")}
-        if self.halflife is not None:
-            slots["last_seen"] = optimizer.add_row_variable(variable, "last_seen", tf.int32)
-        return slots
-
-    def observe(self, slots, ids, occurrences, step):
-        """Counts this step's rows ``ids`` (unique); returns their counts and frequencies."""
-        counts = self.update(slots["counter"], slots.get("last_seen"), ids, occurrences, step)
-        return counts, counts / self.normalizer(step)
-
-    def update(self, counter, last_seen, ids, occurrences, step):
-        """Adds this step's increments to the rows ``ids`` (unique) and returns their new counts."""
-        increment = occurrences if self.counting == "occurrence" else tf.ones_like(occurrences)
-        previous = gather_rows(counter, ids)
-        if self.halflife is None:
-            counts = previous + increment
-        else:
-            counts = increment + self.decayed(previous, gather_rows(last_seen, ids), step)
-            last_seen.scatter_update(
-                tf.IndexedSlices(tf.fill(tf.shape(ids), tf.cast(step, last_seen.dtype)), ids)
-            )
-        counter.scatter_update(tf.IndexedSlices(counts, ids))
-        return counts
 
 
 def deduplicate(gradient):

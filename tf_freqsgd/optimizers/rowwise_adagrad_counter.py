@@ -3,9 +3,11 @@
 import tensorflow as tf
 import tf_keras
 
+from tf_freqsgd import arguments
 from tf_freqsgd.dynamic.tables import gather_rows
 from tf_freqsgd.optimizers import base
-from tf_freqsgd.optimizers.frequency_rule import CounterSpec, FrequencyRule, per_row
+from tf_freqsgd.optimizers.counter import CounterSpec
+from tf_freqsgd.optimizers.frequency_rule import FrequencyRule, per_row
 
 
 def _mean_square_per_row(g):
@@ -61,9 +63,8 @@ class RowwiseAdagradCounter(base.FrequencyAwareOptimizer):
         name="RowwiseAdagradCounter",
         **kwargs,
     ):
-        for arg, value in (("initial_accumulator_value", initial_accumulator_value), ("epsilon", epsilon)):
-            if not (isinstance(value, (int, float)) and value >= 0):
-                raise ValueError(f"`{arg}` must be a number >= 0; got {value!r}.")
+        initial_accumulator_value = arguments.number("initial_accumulator_value", initial_accumulator_value, 0.0)
+        epsilon = arguments.number("epsilon", epsilon, 0.0)
         rule = FrequencyRule(
             power=power,
             estimate=estimate,

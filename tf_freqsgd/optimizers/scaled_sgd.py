@@ -10,17 +10,21 @@ only when the row appears (lazy momentum), so a step stays O(batch).
 
 import tensorflow as tf
 
+from tf_freqsgd import arguments
 from tf_freqsgd.optimizers import base
 from tf_freqsgd.optimizers.frequency_rule import per_row
 
 
 class ScaledSGD(base.FrequencyAwareOptimizer):
     def __init__(self, learning_rate, rule, momentum, nesterov, name, **kwargs):
-        if not (isinstance(momentum, (int, float)) and 0.0 <= momentum < 1.0):
+        momentum = arguments.number("momentum", momentum, 0.0)
+        if momentum >= 1.0:
             raise ValueError(f"`momentum` must be a number in [0, 1); got {momentum!r}.")
+        if not isinstance(nesterov, bool):
+            raise ValueError(f"`nesterov` must be True or False; got {nesterov!r}.")
         super().__init__(learning_rate, rule, name, **kwargs)
-        self.momentum = float(momentum)
-        self.nesterov = bool(nesterov)
+        self.momentum = momentum
+        self.nesterov = nesterov
 
     def _create_slots(self, variable):
         slots = self._create_frequency_slots(variable)

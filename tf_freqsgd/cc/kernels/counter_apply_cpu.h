@@ -69,7 +69,7 @@ void ApplyCounterCpu(const CounterRule& rule, float epsilon, T* var, int64_t dim
     std::vector<int32_t> fill(offsets.begin(), offsets.end() - 1);
     for (int64_t i = 0; i < n; ++i) positions[fill[group[i]]++] = static_cast<int32_t>(i);
   }
-  const float normalizer = StepNormalizer(rule, step);
+  const double normalizer = StepNormalizer(rule, step);
 
   auto apply_groups = [&](int64_t begin, int64_t end) {
     std::vector<float> sum(dim);
@@ -80,7 +80,8 @@ void ApplyCounterCpu(const CounterRule& rule, float epsilon, T* var, int64_t dim
         // Rows of a large table are cache misses: fetch the next group's while this one works.
         const Tindex next = ids[positions[last]];
         __builtin_prefetch(var + static_cast<int64_t>(next) * dim, 1);
-        __builtin_prefetch(state.counter + next, 1);
+        if (state.count_code) __builtin_prefetch(state.count_code + next, 1);
+        if (state.decayed_count) __builtin_prefetch(state.decayed_count + next, 1);
         if (state.last_seen) __builtin_prefetch(state.last_seen + next, 1);
         if (state.accumulator) __builtin_prefetch(state.accumulator + next, 1);
       }
@@ -89,8 +90,9 @@ void ApplyCounterCpu(const CounterRule& rule, float epsilon, T* var, int64_t dim
         const T* grad_row = grad + static_cast<int64_t>(positions[p]) * dim;
         for (int64_t j = 0; j < dim; ++j) sum[j] += static_cast<float>(grad_row[j]);
       }
-      const float count = UpdateCounter(rule, state, id, static_cast<float>(last - first), step);
-      const float frequency = count / normalizer;
+      const double exact_count = UpdateCounter(rule, state, id, last - first, step);
+      const float count = static_cast<float>(exact_count);
+      const float frequency = static_cast<float>(exact_count / normalizer);
       float mean_square = 0.0f;
       if (state.accumulator) {
         for (int64_t j = 0; j < dim; ++j) mean_square += sum[j] * sum[j];

@@ -100,7 +100,7 @@ __device__ inline float ColumnSum(const T* grad, int64_t dim, const int32_t* pos
 
 template <typename T, typename Tindex>
 __global__ void ApplyRuns(CounterRule rule, float epsilon, T* var, int64_t rows, int64_t dim, CounterState state,
-                          float lr, int64_t step, float normalizer, const T* grad, int n, Scratch<Tindex> scratch) {
+                          float lr, int64_t step, double normalizer, const T* grad, int n, Scratch<Tindex> scratch) {
   // Sorted ids: the first is the smallest, the last the largest. An id out of range leaves every
   // row untouched (the optimizer's own check reports it).
   if (scratch.sorted_ids[0] < 0 || scratch.sorted_ids[n - 1] >= rows) return;
@@ -122,16 +122,17 @@ __global__ void ApplyRuns(CounterRule rule, float epsilon, T* var, int64_t rows,
       }
       mean_square /= static_cast<float>(dim);
     }
-    float count = 0.0f, row_rate = 0.0f;
+    float frequency = 0.0f, row_rate = 0.0f;
     if (lane == 0) {
-      count = UpdateCounter(rule, state, id, static_cast<float>(length), step);
-      row_rate = RowRate(rule, state, id, lr, epsilon, mean_square, count, count / normalizer, step);
+      const double exact_count = UpdateCounter(rule, state, id, length, step);
+      frequency = static_cast<float>(exact_count / normalizer);
+      row_rate = RowRate(rule, state, id, lr, epsilon, mean_square, static_cast<float>(exact_count), frequency, step);
     }
-    count = __shfl_sync(0xffffffffu, count, 0);
+    frequency = __shfl_sync(0xffffffffu, frequency, 0);
     row_rate = __shfl_sync(0xffffffffu, row_rate, 0);
     T* row = var + static_cast<int64_t>(id) * dim;
     if (rule.weight_decay > 0.0f) {
-      const float decay = DecayFactor(rule, lr, row_rate, count / normalizer, step);
+      const float decay = DecayFactor(rule, lr, row_rate, frequency, step);
       for (int64_t j = lane; j < dim; j += kWarpSize) {
         const float sum = ColumnSum(grad, dim, positions, length, j);
         row[j] = static_cast<T>(decay * static_cast<float>(row[j]) - row_rate * sum);

@@ -116,9 +116,12 @@ class SparseApplyCounterOp : public OpKernel {
     Tensor var, accumulator, counter, last_seen;
     OP_REQUIRES_OK(ctx, LockForUpdate<Device, T>(ctx, 0, &locks, &var));
     if (kRowwiseAdagrad) OP_REQUIRES_OK(ctx, LockForUpdate<Device, float>(ctx, 1, &locks, &accumulator));
-    OP_REQUIRES_OK(ctx, LockForUpdate<Device, float>(ctx, counter_input, &locks, &counter));
-    if (num_last_seen_) {
-      OP_REQUIRES_OK(ctx, LockForUpdate<Device, int32>(ctx, counter_input + 1, &locks, &last_seen));
+    const bool decays = num_last_seen_ > 0;
+    if (decays) {
+      OP_REQUIRES_OK(ctx, LockForUpdate<Device, double>(ctx, counter_input, &locks, &counter));
+      OP_REQUIRES_OK(ctx, LockForUpdate<Device, int64_t>(ctx, counter_input + 1, &locks, &last_seen));
+    } else {
+      OP_REQUIRES_OK(ctx, LockForUpdate<Device, int32>(ctx, counter_input, &locks, &counter));
     }
     const Tensor& lr = ctx->input(lr_input);
     const Tensor& step = ctx->input(lr_input + 1);
@@ -128,9 +131,9 @@ class SparseApplyCounterOp : public OpKernel {
     OP_REQUIRES(ctx, var.dims() >= 1,
                 errors::InvalidArgument("var must have rank >= 1; got shape ", var.shape().DebugString()));
     const int64_t rows = var.dim_size(0);
-    OP_REQUIRES_OK(ctx, CheckRowState(counter, "counter", DT_FLOAT, rows));
+    OP_REQUIRES_OK(ctx, CheckRowState(counter, "counter", decays ? DT_DOUBLE : DT_INT32, rows));
     if (kRowwiseAdagrad) OP_REQUIRES_OK(ctx, CheckRowState(accumulator, "accumulator", DT_FLOAT, rows));
-    if (num_last_seen_) OP_REQUIRES_OK(ctx, CheckRowState(last_seen, "last_seen", DT_INT32, rows));
+    if (decays) OP_REQUIRES_OK(ctx, CheckRowState(last_seen, "last_seen", DT_INT64, rows));
     OP_REQUIRES(ctx, TensorShapeUtils::IsScalar(lr.shape()) && TensorShapeUtils::IsScalar(step.shape()),
                 errors::InvalidArgument("lr and step must be scalars; got ", lr.shape().DebugString(),
                                         " and ", step.shape().DebugString()));
@@ -156,9 +159,10 @@ class SparseApplyCounterOp : public OpKernel {
       }
     }
     if (n == 0) return;
-    const tf_freqsgd::CounterState state{counter.flat<float>().data(),
-                                      num_last_seen_ ? last_seen.flat<int32>().data() : nullptr,
-                                      kRowwiseAdagrad ? accumulator.flat<float>().data() : nullptr};
+    const tf_freqsgd::CounterState state{decays ? nullptr : counter.flat<int32>().data(),
+                                         decays ? counter.flat<double>().data() : nullptr,
+                                         decays ? last_seen.flat<int64_t>().data() : nullptr,
+                                         kRowwiseAdagrad ? accumulator.flat<float>().data() : nullptr};
     functor::SparseApplyCounter<Device, T, Tindex> apply;
     OP_REQUIRES_OK(ctx, apply(ctx, rule_, epsilon_, var.flat_outer_dims<T>(), state, lr.scalar<float>()(),
                               step.scalar<int64_t>()(), grad.flat_outer_dims<T>(), ids));

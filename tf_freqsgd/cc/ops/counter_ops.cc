@@ -52,8 +52,9 @@ REGISTER_OP("ResourceSparseApplyCounterSGD")
     })
     .Doc(R"doc(
 CounterSGD's sparse step: w_k <- rho_k w_k - lr * scale_k * g_k for each distinct id k of
-`indices`, g_k the sum of its rows of `grad`; updates the float32 `counter` (and the int32
-`last_seen` step when `halflife` > 0) first. See tf_freqsgd/optimizers/frequency_rule.py.
+`indices`, g_k the sum of its rows of `grad`; updates the `counter` first: int32 count codes, or
+with `halflife` > 0 float64 counts and the int64 `last_seen` steps. See
+tf_freqsgd/optimizers/counter.py and frequency_rule.py.
 )doc");
 
 REGISTER_OP("ResourceSparseApplyRowwiseAdagradCounter")
