@@ -265,14 +265,15 @@ def report(config, data, metrics, trained):
         "command": " ".join(shlex.quote(arg) for arg in sys.argv),
         "config": dataclasses.asdict(config),
         "dataset": {"name": data.name, "source": data.source, "ratings": len(data.ratings["rating"]),
-                    "users": data.num_users, "items": data.num_items},
+                    "users": data.num_users, "items": data.num_items, "duplicate_ratings": data.duplicate_ratings},
         "metrics": model_metrics,
         "train_seconds": trained["train_seconds"],
         "first_epoch_this_run": trained["first_epoch"],
         "history": {key: [float(v) for v in values] for key, values in trained["history"].items()},
     }
-    print(f"\n{config.example} on {data.name} ({record['dataset']['ratings']:,} ratings, {data.num_users:,} users, "
-          f"{data.num_items:,} items): {config.optimizer}, lr {config.learning_rate:g}, {config.embedding} "
+    duplicates = f", {data.duplicate_ratings:,} duplicates dropped" if data.duplicate_ratings else ""
+    print(f"\n{config.example} on {data.name} ({record['dataset']['ratings']:,} ratings{duplicates}, "
+          f"{data.num_users:,} users, {data.num_items:,} items): {config.optimizer}, lr {config.learning_rate:g}, {config.embedding} "
           f"embedding d={config.embedding_dim}, {config.epochs} epochs, batch {config.batch_size}, seed {config.seed}")
     print("\n| metric | value |\n|---|---|")
     for name, value in model_metrics.items():

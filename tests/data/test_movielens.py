@@ -232,8 +232,8 @@ def test_csv_byte_order_mark_and_multiline_title(tmp_path):
 
 def test_num_ratings_samples_a_release(tmp_path):
     rng = np.random.default_rng(0)
-    lines = [f"{u}\t{i}\t{r}\t{t}" for t, (u, i, r) in
-             enumerate(zip(rng.integers(1, 50, 400), rng.choice([10, 20, 30], 400), rng.integers(1, 6, 400)))]
+    pairs = rng.permutation([(u, i) for u in range(1, 150) for i in (10, 20, 30)])[:400]
+    lines = [f"{u}\t{i}\t{r}\t{t}" for t, ((u, i), r) in enumerate(zip(pairs, rng.integers(1, 6, 400)))]
     write_100k(tmp_path, data="\n".join(lines) + "\n")
     full = load_movielens("ml-100k", str(tmp_path))
     sample = load_movielens("ml-100k", str(tmp_path), num_ratings=100, seed=3)

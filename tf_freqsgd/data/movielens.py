@@ -23,9 +23,14 @@ Raw formats, read from ``data_dir`` (or ``data_dir/<release>``):
   ``movieId,title,genres``, titles with commas quoted.
 
 A malformed line raises `MovieLensFormatError` naming the file, the line number and what was
-expected; a missing file raises ``FileNotFoundError`` naming it. Ratings files are parsed by
-``np.loadtxt`` (C code); only when that or a range check fails is the file re-read line by line to
-find the first bad line.
+expected; a missing file raises ``FileNotFoundError`` naming it. User and movie ids must be
+integers in ``[0, 2**53)`` and timestamps integers of magnitude below ``2**53`` (``1.9`` as a user
+id is refused, not truncated; a timestamp too large is refused, not wrapped). Ratings files are
+parsed by ``np.loadtxt`` (C code); only when that or a value check fails is the file re-read line
+by line to find the first bad line.
+
+Duplicates: when a user rated a movie more than once, the rating with the latest timestamp is kept
+(the later line on a tie), the others dropped; ``MovieLens.duplicate_ratings`` counts the dropped.
 """
 
 import csv
@@ -54,7 +59,11 @@ _TFDS_CONFIGS = {"ml-100k": "100k-ratings", "ml-1m": "1m-ratings", "ml-latest-sm
 DATASETS = (*_SYNTHETIC_SIZES, *_RELEASE_FORMAT, "auto")
 _RATINGS_HEADER = "userId,movieId,rating,timestamp"
 _MOVIES_HEADER = ["movieId", "title", "genres"]
-_RATING_COLUMNS = np.dtype([("user", np.int64), ("movie", np.int64), ("rating", np.float32), ("timestamp", np.int64)])
+# Read as float64 so that a non-integer or out-of-range value is seen, not truncated or wrapped.
+_RATING_COLUMNS = np.dtype([("user", np.float64), ("movie", np.float64), ("rating", np.float32),
+                            ("timestamp", np.float64)])
+# Ids and timestamps must be integers float64 holds exactly.
+_EXACT_INTEGERS = 2**53
 
 
 class MovieLensFormatError(ValueError):
@@ -77,10 +86,11 @@ class MovieLens:
     num_items: int
     name: str
     source: str
+    duplicate_ratings: int = 0
 
     def __repr__(self):
         return (f"MovieLens(name={self.name!r}, ratings={len(self.ratings['rating'])}, num_users={self.num_users}, "
-                f"num_items={self.num_items}, source={self.source!r})")
+                f"num_items={self.num_items}, duplicate_ratings={self.duplicate_ratings}, source={self.source!r})")
 
 
 def load_movielens(dataset="synthetic", data_dir=None, *, num_ratings=None, seed=0):
@@ -175,22 +185,49 @@ def _read_release(release, directory):
 
 
 def _assemble(name, source, users, item_index, ratings, timestamps, items):
-    """The record of raw user ids and item indices, users turned into contiguous indices."""
+    """The record of raw user ids and item indices, users turned into contiguous indices, one
+    rating per (user, movie)."""
     user_ids, user_index = distinct_and_index(users)
     ratings = np.asarray(ratings, dtype=np.float32)
+    timestamps = np.asarray(timestamps, dtype=np.int64)
+    keep = _latest_per_pair(user_index * len(items["movie_id"]) + item_index, timestamps)
+    dropped = len(ratings) - len(keep)
+    if dropped:
+        # Every pair keeps a rating, so every user stays.
+        user_index, item_index, ratings, timestamps = (a[keep] for a in (user_index, item_index, ratings, timestamps))
     return MovieLens(
         ratings={"user_id": user_index.astype(np.int64), "item_id": item_index.astype(np.int64), "rating": ratings,
-                 "timestamp": np.asarray(timestamps, dtype=np.int64), "label": (ratings > 3).astype(np.float32)},
-        items=items, num_users=len(user_ids), num_items=len(items["movie_id"]), name=name, source=source)
+                 "timestamp": timestamps, "label": (ratings > 3).astype(np.float32)},
+        items=items, num_users=len(user_ids), num_items=len(items["movie_id"]), name=name, source=source,
+        duplicate_ratings=dropped)
+
+
+def _latest_per_pair(pairs, timestamps):
+    """Positions of the rating kept for each distinct pair: the latest timestamp, then the later
+    line; in file order."""
+    order = np.lexsort((np.arange(len(pairs)), timestamps, pairs))
+    last_of_pair = np.r_[pairs[order][1:] != pairs[order][:-1], True]
+    return np.sort(order[last_of_pair])
 
 
 # ---------------------------------------------------------------------------------------------
 # Ratings files
 
 
-def _is_integer(text):
-    """Whether np.loadtxt reads ``text`` as an int64 (Python's int() also takes "1_000")."""
-    return re.fullmatch(r"[ ]*[+-]?[0-9]+[ ]*", text) is not None and -2**63 <= int(text) < 2**63
+_NUMBER = re.compile(r"[ ]*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?[ ]*")
+
+
+def _is_integer(text, low=0, high=_EXACT_INTEGERS):
+    """Whether ``text`` is a number np.loadtxt reads (Python's float() also takes "1_000") whose
+    value is an integer in ``[low, high)``."""
+    if _NUMBER.fullmatch(text) is None:
+        return False
+    value = float(text)
+    return value.is_integer() and low <= value < high
+
+
+def _is_timestamp(text):
+    return _is_integer(text, 1 - _EXACT_INTEGERS)
 
 
 def _is_star_rating(text):
@@ -209,13 +246,13 @@ def _read_ratings(path, fmt, known_movies):
     movies_file = _FORMAT_FILES[fmt][1]
     if fmt == "csv":
         delimiter, header_lines, encoding, is_rating = ",", 1, "utf-8", _is_half_star_rating
-        expected = (f"userId,movieId,rating,timestamp: integers, a rating that is a multiple of 0.5 in 0.5..5, "
-                    f"a movieId listed in {movies_file}")
+        expected = (f"userId,movieId,rating,timestamp: integers (ids in [0, 2^53)), a rating that is a multiple "
+                    f"of 0.5 in 0.5..5, a movieId listed in {movies_file}")
     else:
         delimiter, header_lines, encoding, is_rating = ("\t" if fmt == "100k" else "::"), 0, "latin-1", _is_star_rating
         shown = "<tab>" if fmt == "100k" else "::"
-        expected = (f"user{shown}movie{shown}rating{shown}timestamp: integers, a rating in 1..5, "
-                    f"a movie id listed in {movies_file}")
+        expected = (f"user{shown}movie{shown}rating{shown}timestamp: integers (ids in [0, 2^53)), a rating in "
+                    f"1..5, a movie id listed in {movies_file}")
     if header_lines:
         with open(path, encoding=encoding, errors="replace") as lines:
             header = lines.readline().rstrip("\r\n")
@@ -228,11 +265,16 @@ def _read_ratings(path, fmt, known_movies):
         twice = 2 * table["rating"]
         valid = ((twice == np.round(twice)) & (twice >= 1) & (twice <= 10) if fmt == "csv"
                  else np.isin(table["rating"], (1, 2, 3, 4, 5)))
-        item_index = rows_of(known_movies, table["movie"])
-        if valid.all() and (item_index >= 0).all():
-            return table["user"], item_index, table["rating"], table["timestamp"]
+        for column, low in (("user", 0), ("movie", 0), ("timestamp", 1 - _EXACT_INTEGERS)):
+            values = table[column]
+            valid &= (values == np.floor(values)) & (values >= low) & (values < _EXACT_INTEGERS)
+        if valid.all():
+            users, movies, timestamps = (table[column].astype(np.int64) for column in ("user", "movie", "timestamp"))
+            item_index = rows_of(known_movies, movies)
+            if (item_index >= 0).all():
+                return users, item_index, table["rating"], timestamps
     known = set(known_movies.tolist())
-    checks = (_is_integer, lambda text: _is_integer(text) and int(text) in known, is_rating, _is_integer)
+    checks = (_is_integer, lambda text: _is_integer(text) and int(float(text)) in known, is_rating, _is_timestamp)
     _raise_first_bad_line(path, encoding, delimiter, header_lines, checks, expected)
     # Only where np.loadtxt and the line checks disagree on what a number may look like.
     raise ValueError(f"{path}: {loadtxt_error}; expected lines of {expected}.")
@@ -316,7 +358,7 @@ def _read_u_item(path):
             if len(fields) != 24 or not _is_integer(fields[0]) or not set(flags) <= {"0", "1"}:
                 raise MovieLensFormatError(path, number, expected, line)
             genres = "|".join(genre for genre, flag in zip(MOVIELENS_GENRES, flags) if flag == "1")
-            yield number, line, int(fields[0]), fields[1], genres
+            yield number, line, int(float(fields[0])), fields[1], genres
 
     return _movie_table(path, rows())
 
@@ -333,7 +375,7 @@ def _read_movies_dat(path):
             title, second_separator, genres = rest.rpartition("::")
             if not (separator and second_separator and _is_integer(movie_id)):
                 raise MovieLensFormatError(path, number, expected, line)
-            yield number, line, int(movie_id), title, genres
+            yield number, line, int(float(movie_id)), title, genres
 
     return _movie_table(path, rows())
 
@@ -361,7 +403,7 @@ def _read_movies_csv(path):
                 elif row:
                     if len(row) != 3 or not _is_integer(row[0]):
                         raise MovieLensFormatError(path, number, expected, line)
-                    yield number, line, int(row[0]), row[1], row[2]
+                    yield number, line, int(float(row[0])), row[1], row[2]
         except csv.Error as error:
             raise MovieLensFormatError(path, reader.line_num, f"{expected} ({error})", current_line[0]) from None
 
