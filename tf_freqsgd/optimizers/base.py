@@ -9,6 +9,7 @@ A step is all-or-nothing: ``step_checks`` checks every gradient of the step befo
 counter or step count is written (see that module, and the README's "Guarantees").
 """
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 from tensorflow.python.ops import control_flow_util
@@ -16,7 +17,7 @@ from tensorflow.python.ops import control_flow_util
 from tf_freqsgd import arguments
 from tf_freqsgd import ops as fused
 from tf_freqsgd.dynamic import tables as dynamic
-from tf_freqsgd.optimizers import frequency_rule, step_checks
+from tf_freqsgd.optimizers import frequency_rule, settings, step_checks
 
 _FUSED_DTYPES = (tf.float32, tf.float16, tf.bfloat16)
 num_rows = step_checks.num_rows
@@ -50,6 +51,8 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         with tf.init_scope():
             self._applied_steps = tf.Variable(0, name="applied_steps", dtype=tf.int64, trainable=False)
         self._variables.append(self._applied_steps)
+        # Restored before any variable: a checkpoint of other settings fails before a write.
+        self._state_settings = settings.StateSettings(self.state_settings)
 
     def build(self, var_list):
         if any(dynamic.is_dynamic(variable) for variable in var_list) and not hasattr(self, "_bp_v2"):
@@ -71,6 +74,38 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
 
     def _create_slots(self, variable):
         raise NotImplementedError
+
+    def state_settings(self):
+        """The settings that decide what this optimizer's saved state holds and means."""
+        described = {"class": type(self).__name__, "state_format": settings.STATE_FORMAT}
+        counter_spec = getattr(self, "counter_spec", None)
+        if counter_spec is not None:
+            described.update(counting=counter_spec.counting, counter_halflife=counter_spec.halflife)
+        return described
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store[settings.H5_KEY] = settings.encode(self.state_settings())
+
+    def load_own_variables(self, store):
+        """The ``.keras`` / ``.weights.h5`` path: settings checked and every value's shape and dtype
+        matched before the first assignment."""
+        keys = set(store.keys())
+        if settings.H5_KEY in keys:
+            settings.check_restorable(settings.decode(store[settings.H5_KEY][()]), self.state_settings(), "file")
+            keys.remove(settings.H5_KEY)
+        if len(keys) != len(self.variables):
+            raise ValueError(f"Cannot restore {self.name}: the file holds {len(keys)} optimizer variables, this "
+                             f"optimizer has {len(self.variables)}" + ("" if getattr(self, "_built", False) else " (it is not built yet: "
+                                                                      "build it first)") + ". Nothing was restored.")
+        values = [np.asarray(store[str(i)][()]) for i in range(len(self.variables))]
+        for variable, value in zip(self.variables, values):
+            if tuple(value.shape) != tuple(variable.shape) or value.dtype != variable.dtype.as_numpy_dtype:
+                raise ValueError(f"Cannot restore {self.name}: {variable.name} is {variable.dtype.name}"
+                                 f"{variable.shape} here and {value.dtype}{value.shape} in the file. Nothing was "
+                                 "restored.")
+        for variable, value in zip(self.variables, values):
+            variable.assign(value)
 
     def row_state(self, variable):
         """The per-row state this optimizer keeps for ``variable`` (a model variable, or a TFRA

@@ -151,6 +151,10 @@ class FrequencySGD(ScaledSGD):
             table.upsert(tf.constant(ids, table.key_dtype), tf.constant(values[:, None], tf.float32))
         return {"frequency": table}, values
 
+    def state_settings(self):
+        # estimate="count" keeps the largest given count beside each table.
+        return {**super().state_settings(), "estimate": self.rule.estimate}
+
     def _observe(self, slots, ids, occurrences):
         if "frequency" not in slots:
             ones = tf.ones_like(occurrences)

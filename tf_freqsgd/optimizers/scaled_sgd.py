@@ -26,6 +26,9 @@ class ScaledSGD(base.FrequencyAwareOptimizer):
         self.momentum = momentum
         self.nesterov = nesterov
 
+    def state_settings(self):
+        return {**super().state_settings(), "momentum": "on" if self.momentum > 0 else "off"}
+
     def _create_slots(self, variable):
         slots = self._create_frequency_slots(variable)
         if self.momentum > 0:

@@ -1,0 +1,54 @@
+"""The settings that decide what an optimizer's saved state means, saved beside that state so that a
+restore into an optimizer of other settings fails before anything is written.
+
+A checkpoint of ``CounterSGD(counter_halflife=3)`` holds float64 decayed counts and last-seen
+steps; restored into ``CounterSGD()`` (int32 counts), into ``RowwiseAdagradCounter`` or into an
+optimizer without momentum, TensorFlow matched variables by position and failed half-way, or
+silently dropped slots. ``StateSettings`` is a ``tf.train.experimental.PythonState``, and TF
+restores Python state before any variable of the same restore: a mismatch raises ``ValueError``
+naming each setting that differs. The ``.keras`` / ``.weights.h5`` path checks the same record.
+"""
+
+import json
+
+import tensorflow as tf
+
+# The layout of the saved state: 2 since the counters became int32 codes / float64 with int64 steps.
+STATE_FORMAT = 2
+H5_KEY = "tf_freqsgd_settings"
+
+
+def _shown(value):
+    return "absent" if value is None else repr(value)
+
+
+def check_restorable(saved, current, source):
+    """Raises ``ValueError`` when the ``saved`` settings differ from ``current`` ones."""
+    differences = [f"{key} is {_shown(saved.get(key))} in the {source} and {_shown(current.get(key))} here"
+                   for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
+    if differences:
+        raise ValueError(
+            f"Cannot restore this {source} into {current.get('class')}: its state was written with other "
+            f"settings ({'; '.join(differences)}). Nothing was restored. Restore into an optimizer made with the "
+            f"{source}'s settings (its config: tf.keras.optimizers.serialize), then change the rate or schedule.")
+
+
+def encode(settings):
+    return json.dumps(settings, sort_keys=True)
+
+
+def decode(text):
+    return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+
+
+class StateSettings(tf.train.experimental.PythonState):
+    """Checkpointed settings of one optimizer; ``describe()`` returns the current ones."""
+
+    def __init__(self, describe):
+        self._describe = describe
+
+    def serialize(self):
+        return encode(self._describe())
+
+    def deserialize(self, string_value):
+        check_restorable(decode(string_value), self._describe(), "checkpoint")
