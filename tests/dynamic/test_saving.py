@@ -115,7 +115,7 @@ def trained(request, tmp_path_factory):
     if request.param == "CounterSGD":  # the SavedModel tests use one optimizer: saving traces the model
         model.save(saved_model, options=tf.saved_model.SaveOptions(namespace_whitelist=["TFRA"]))
     at_save, predictions = snapshot(model), model.predict(FEATURES, verbose=0)
-    assert {"counter", "last_seen"} <= at_save.keys() and at_save["counter"][0].size == len(IDS)
+    assert "counter" in at_save.keys() and at_save["counter"][0].size == len(IDS)
     train(model, STEPS, 2 * STEPS)
     return {"name": name, "optimizer": request.param, "checkpoint": checkpoint, "saved_model": saved_model,
             "at_save": at_save, "predictions": predictions, "uninterrupted": snapshot(model)}
@@ -128,7 +128,7 @@ def fresh(trained):
 
 def test_checkpoint_saves_the_counter_tables_of_the_optimizer(trained):
     names = [name for name, _ in tf.train.list_variables(trained["checkpoint"])]
-    for table in ("counter", "last_seen") + (("accumulator",) if trained["optimizer"] == "RowwiseAdagradCounter" else ()):
+    for table in ("counter",) + (("accumulator",) if trained["optimizer"] == "RowwiseAdagradCounter" else ()):
         key = f"optimizer/{trained['name']}-parameter-{table}/tables_of_{trained['name']}-parameter-{table}/0/"
         assert key + ".ATTRIBUTES/table-values" in names
 
@@ -217,7 +217,7 @@ def test_tfra_file_system_saver_keeps_the_counter_tables_in_its_files(tmp_path):
     train(model, STEPS, 2 * STEPS)
     uninterrupted = snapshot(model)
 
-    tables = {f"{name}-parameter{table}" for table in ("", "-counter", "-last_seen", "-accumulator")}
+    tables = {f"{name}-parameter{table}" for table in ("", "-counter", "-accumulator")}
     for files in (tmp_path / "ckpt", tmp_path / "de_saved" / "variables", tmp_path / "saved" / "variables"):
         assert {path.split("_mht_")[0] for path in os.listdir(files / "TFRADynamicEmbedding")} == tables
 

@@ -21,15 +21,14 @@ def fused():
 def table_and_state(halflife=0.0, dtype=tf.float32):
     rng = np.random.default_rng(0)
     var = tf.Variable(tf.cast(rng.normal(size=(ROWS, DIM)), dtype))
-    counter = tf.Variable(tf.zeros([ROWS], tf.float64 if halflife else tf.int32))
-    last_seen = [tf.Variable(tf.zeros([ROWS], tf.int64))] if halflife else []
-    return var, counter, last_seen
+    counter = tf.Variable(tf.fill([ROWS], tf.constant(-np.inf, tf.float64)) if halflife else tf.zeros([ROWS], tf.int32))
+    return var, counter
 
 
-def apply(var, counter, last_seen, ids, grad, step=1, **attrs):
+def apply(var, counter, ids, grad, step=1, **attrs):
     fused().resource_sparse_apply_counter_sgd(
-        var.handle, counter.handle, [v.handle for v in last_seen], 0.1, step, grad, ids,
-        halflife=attrs.pop("halflife", 1.0 if last_seen else 0.0), **attrs)
+        var.handle, counter.handle, 0.1, step, grad, ids,
+        halflife=attrs.pop("halflife", 1.0 if counter.dtype == tf.float64 else 0.0), **attrs)
 
 
 @pytest.mark.parametrize(
@@ -42,31 +41,31 @@ def apply(var, counter, last_seen, ids, grad, step=1, **attrs):
     ],
 )
 def test_bad_inputs_are_rejected_before_any_write(ids, grad, message):
-    var, counter, last_seen = table_and_state()
+    var, counter = table_and_state()
     before = var.numpy()
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=message):
-        apply(var, counter, last_seen, ids, grad)
+        apply(var, counter, ids, grad)
     np.testing.assert_array_equal(var.numpy(), before)
     np.testing.assert_array_equal(counter.numpy(), 0)
 
 
 def test_row_state_must_match_the_table():
-    var, _, _ = table_and_state()
+    var, _ = table_and_state()
     short_counter = tf.Variable(tf.zeros([ROWS - 1], tf.int32))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"counter must have shape \[50\]"):
-        apply(var, short_counter, [], np.array([1]), np.ones((1, DIM), np.float32))
+        apply(var, short_counter, np.array([1]), np.ones((1, DIM), np.float32))
 
 
-def test_half_life_needs_the_last_seen_steps():
-    var, counter, _ = table_and_state()
-    with pytest.raises(tf.errors.InvalidArgumentError, match="last_seen is needed exactly when halflife > 0"):
-        apply(var, counter, [], np.array([1]), np.ones((1, DIM), np.float32), halflife=5.0)
+def test_a_half_life_needs_float64_log_counts():
+    var, counter = table_and_state()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="counter must be double; got int32"):
+        apply(var, counter, np.array([1]), np.ones((1, DIM), np.float32), halflife=5.0)
 
 
 def test_gradient_dtype_must_match():
-    var, counter, _ = table_and_state()
+    var, counter = table_and_state()
     with pytest.raises((tf.errors.InvalidArgumentError, TypeError, ValueError)):
-        apply(var, counter, [], np.array([1]), np.ones((1, DIM), np.float64))
+        apply(var, counter, np.array([1]), np.ones((1, DIM), np.float64))
 
 
 def test_same_inputs_same_bits_with_many_duplicates():
@@ -75,13 +74,15 @@ def test_same_inputs_same_bits_with_many_duplicates():
     grad = rng.normal(size=(20_000, DIM)).astype(np.float32)
     results = []
     for _ in range(3):
-        var, counter, last_seen = table_and_state(halflife=3.0)
-        apply(var, counter, last_seen, ids, grad, weight_decay=0.01)
+        var, counter = table_and_state(halflife=3.0)
+        apply(var, counter, ids, grad, weight_decay=0.01)
         results.append((var.numpy(), counter.numpy()))
     for var_values, counts in results[1:]:
         np.testing.assert_array_equal(var_values, results[0][0])
         np.testing.assert_array_equal(counts, results[0][1])
-    np.testing.assert_array_equal(results[0][1], np.bincount(ids, minlength=ROWS))
+    # Log-counts at step 1: ln(c) + ln(2) / h, h = 1.
+    np.testing.assert_allclose(np.exp(results[0][1] - np.log(2)), np.bincount(ids, minlength=ROWS),
+                               rtol=1e-13)
 
 
 PARITY_CASES = {

@@ -19,7 +19,7 @@ def built(optimizer):
     "make,bytes_per_row",
     [
         (lambda: tf_freqsgd.CounterSGD(), 4),
-        (lambda: tf_freqsgd.CounterSGD(counter_halflife=100.0), 16),
+        (lambda: tf_freqsgd.CounterSGD(counter_halflife=100.0), 8),
         (lambda: tf_freqsgd.RowwiseAdagradCounter(), 8),
         (lambda: tf_freqsgd.CounterSGD(momentum=0.9), 4 + 4 * DIM),
         (lambda: tf.keras.optimizers.Adagrad(), 4 * DIM),

@@ -43,34 +43,21 @@ def dynamic_embedding():
 
 def row_table(owner, variable, name, dtype, initial_value):
     """A width-1 table for one value per id of ``variable``'s dynamic embedding, tracked by ``owner``
-    (the optimizer) so checkpoints and SavedModels carry it.
-
-    TFRA has no int64 values under int32 keys: there int64 state (steps) is kept as float64, exact
-    to 2**53; readers cast it back.
-    """
+    (the optimizer) so checkpoints and SavedModels carry it."""
     de = dynamic_embedding()
     params = variable.params
-
-    def make(value_dtype):
-        return de.Variable(
-            key_dtype=params.key_dtype,
-            value_dtype=value_dtype,
-            dim=1,
-            devices=params.devices,
-            partitioner=params.partition_fn,
-            name=f"{params.name}-{name}",
-            initializer=tf.cast(initial_value, value_dtype),
-            trainable=False,
-            init_size=params.init_size,
-            kv_creator=params.kv_creator,
-        )
-
-    try:
-        table = make(dtype)
-    except TypeError:
-        if dtype != tf.int64:
-            raise
-        table = make(tf.float64)
+    table = de.Variable(
+        key_dtype=params.key_dtype,
+        value_dtype=dtype,
+        dim=1,
+        devices=params.devices,
+        partitioner=params.partition_fn,
+        name=f"{params.name}-{name}",
+        initializer=tf.cast(initial_value, dtype),
+        trainable=False,
+        init_size=params.init_size,
+        kv_creator=params.kv_creator,
+    )
     owner._track_trackable(table, name=f"{params.name}-{name}")
     return table
 

@@ -37,7 +37,7 @@ def has_counters(optimizer):
 
 def frequency_slots(optimizer, layer):
     """The tf_freqsgd optimizer's per-row state of ``layer``'s id table, by name (``counter``,
-    ``last_seen``, ``accumulator``, ``frequency``): ``tf.Variable`` rows for a fixed table,
+    ``accumulator``, ``frequency``, ``momentum``): ``tf.Variable`` rows for a fixed table,
     width-1 ``de.Variable`` tables keyed by id for a TFRA one. The optimizer must be built."""
     inner = inner_optimizer(optimizer)
     if not isinstance(inner, FrequencyAwareOptimizer):

@@ -109,8 +109,8 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
 
     def row_state(self, variable):
         """The per-row state this optimizer keeps for ``variable`` (a model variable, or a TFRA
-        ``de.Variable`` / its trainable), by name: ``counter``, ``last_seen``, ``accumulator``,
-        ``frequency``, ``momentum``. ``tf.Variable`` rows for a fixed table, width-1 TFRA tables
+        ``de.Variable`` / its trainable), by name: ``counter``, ``accumulator``, ``frequency``,
+        ``momentum``. ``tf.Variable`` rows for a fixed table, width-1 TFRA tables
         keyed by id for a dynamic one. The optimizer must be built."""
         if not getattr(self, "_built", False):
             raise ValueError(f"{self.name} is not built yet: call optimizer.build(model.trainable_variables) "
@@ -273,11 +273,6 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
             "weight_decay": rule.weight_decay if self._decays(variable) else 0.0,
             "decoupled_weight_decay": rule.weight_decay_mode == "decoupled",
         }
-
-    @staticmethod
-    def counter_handles(slots):
-        """The counter's handle and, with a half-life, the last-seen steps' (a list of 0 or 1)."""
-        return slots["counter"].handle, [slots["last_seen"].handle] if "last_seen" in slots else []
 
     def base_rate(self):
         return tf.cast(self.learning_rate, tf.float32)

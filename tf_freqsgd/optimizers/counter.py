@@ -17,8 +17,13 @@ Storage (``counter_state_dtypes``), chosen so that no count freezes and no step 
   rounding to the nearest float32s (dithered by a hash of the row and the step), so the count
   keeps growing at the right rate with a relative error below ``2**-23``: a float32 counter froze
   at ``2**24``.
-* With a half-life, the counter is a real number: a float64 per row (exact to ``2**53``), and the
-  last-seen step an int64 (an int32 wrapped at step ``2**31``): 16 B a row.
+* With a half-life, the counter is a real number, kept as one float64 per row (8 B) that needs no
+  last-seen step: ``mu_k = ln(c_k) + s_k * r``, the log-count referred to step 0, with
+  ``r = ln(2) / h``. At step ``t`` the decayed count is ``exp(mu_k - t * r)``; an appearance stores
+  ``mu_k <- ln(n_k + exp(mu_k - t * r)) + t * r``. Nothing wraps; ``mu_k`` grows as ``t * r``, so
+  the count's relative error is about ``3e-16 * t / h`` and its absolute error below
+  ``5e-16 * t * n`` (``5e-4 * n`` at step ``2**40``): no increment is lost.
+  (An int32 last-seen step wrapped at step ``2**31``; a float32 count froze at ``2**24``.)
 
 The update reads and writes the batch's rows only. Its statement for the fused kernels is
 ``cc/kernels/counter_rule.h``; the two agree to float rounding.
@@ -39,6 +44,8 @@ COUNTING_MODES = ("occurrence", "presence")
 EXACT_COUNT_LIMIT = 2**31
 # A longer half-life would let a decayed count outgrow float64's exact integers.
 MAX_HALFLIFE = 2.0**32
+# A row never seen: a count of 0.
+NEVER_SEEN = -np.inf
 _LN2 = math.log(2.0)
 _SIGN_BIT = np.int32(-(2**31))
 
@@ -84,6 +91,12 @@ def decode_counts_numpy(codes):
     return np.where(codes >= 0, codes.astype(np.float64), beyond)
 
 
+def log_counts_numpy(counts, step, halflife):
+    """The stored form of decayed ``counts`` as seen at ``step`` (see the module docstring)."""
+    with np.errstate(divide="ignore"):
+        return np.log(np.asarray(counts, np.float64)) + step * (_LN2 / float(np.float32(halflife)))
+
+
 def encode_counts_numpy(counts):
     """int32 codes of ``counts`` (beyond ``2**31``: the nearest float32), to set a counter's state."""
     counts = np.asarray(counts, np.float64)
@@ -109,11 +122,9 @@ class CounterSpec:
             "admission_count", self.admission_count, 0.0, inclusive=False, allow_none=True))
 
     @property
-    def state_dtypes(self):
-        """The dtype of each per-row state: ``counter``, and ``last_seen`` with a half-life."""
-        if self.halflife is None:
-            return {"counter": tf.int32}
-        return {"counter": tf.float64, "last_seen": tf.int64}
+    def counter_dtype(self):
+        """int32 count codes, or float64 log-counts with a half-life."""
+        return tf.int32 if self.halflife is None else tf.float64
 
     @property
     def _decay_rate(self):
@@ -129,18 +140,22 @@ class CounterSpec:
         return -tf.math.expm1(-self._decay_rate * t) / -math.expm1(-self._decay_rate)
 
     def create_slots(self, optimizer, variable):
-        """The per-row counter state of ``variable`` (none for a scalar)."""
+        """The per-row counter of ``variable`` (none for a scalar)."""
         if not variable.shape.rank:
             return {}
-        return {name: optimizer.add_row_variable(variable, name, dtype) for name, dtype in self.state_dtypes.items()}
+        initial_value = 0 if self.halflife is None else NEVER_SEEN
+        return {"counter": optimizer.add_row_variable(variable, "counter", self.counter_dtype, initial_value)}
+
+    def _reference(self, step):
+        """``t * r``: the log-count a count of 1 seen at step ``t`` is stored as."""
+        return tf.cast(step, tf.float64) * self._decay_rate
 
     def current_counts(self, slots, ids, step):
         """The counts (float64) of rows ``ids``, decayed to step ``step`` with a half-life. Read-only."""
         stored = gather_rows(slots["counter"], ids)
         if self.halflife is None:
             return decode_counts(stored)
-        elapsed = tf.cast(step - tf.cast(gather_rows(slots["last_seen"], ids), tf.int64), tf.float64)
-        return tf.exp(-self._decay_rate * elapsed) * stored
+        return tf.exp(stored - self._reference(step))
 
     def increments(self, occurrences):
         """``n_k`` (float64) from the batch's occurrence counts."""
@@ -152,9 +167,8 @@ class CounterSpec:
         counts = self.current_counts(slots, ids, step) + self.increments(occurrences)
         counter = slots["counter"]
         if self.halflife is None:
-            counter.scatter_update(tf.IndexedSlices(encode_counts(counts, dither_bits(keys_of(counter, ids), step)), ids))
+            stored = encode_counts(counts, dither_bits(keys_of(counter, ids), step))
         else:
-            counter.scatter_update(tf.IndexedSlices(counts, ids))
-            last_seen = slots["last_seen"]
-            last_seen.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(ids), tf.cast(step, tf.int64)), ids))
+            stored = tf.math.log(counts) + self._reference(step)
+        counter.scatter_update(tf.IndexedSlices(stored, ids))
         return tf.cast(counts, tf.float32), tf.cast(counts / self.normalizer(step), tf.float32)

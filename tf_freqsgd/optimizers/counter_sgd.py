@@ -88,9 +88,8 @@ class CounterSGD(ScaledSGD):
         ops = self.fused_ops_for(variable)
         if ops is None or "momentum" in slots:
             return False
-        counter, last_seen = self.counter_handles(slots)
         ops.resource_sparse_apply_counter_sgd(
-            variable.handle, counter, last_seen, self.base_rate(), self.step, gradient.values,
+            variable.handle, slots["counter"].handle, self.base_rate(), self.step, gradient.values,
             gradient.indices, **self.fused_rule_attributes(variable))
         return True
 

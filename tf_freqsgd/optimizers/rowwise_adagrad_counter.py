@@ -92,9 +92,8 @@ class RowwiseAdagradCounter(base.FrequencyAwareOptimizer):
         ops = self.fused_ops_for(variable)
         if ops is None:
             return False
-        counter, last_seen = self.counter_handles(slots)
         ops.resource_sparse_apply_rowwise_adagrad_counter(
-            variable.handle, slots["accumulator"].handle, counter, last_seen, self.base_rate(), self.step,
+            variable.handle, slots["accumulator"].handle, slots["counter"].handle, self.base_rate(), self.step,
             gradient.values, gradient.indices, epsilon=self.epsilon, **self.fused_rule_attributes(variable))
         return True
 

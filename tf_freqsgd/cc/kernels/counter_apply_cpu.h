@@ -81,8 +81,7 @@ void ApplyCounterCpu(const CounterRule& rule, float epsilon, T* var, int64_t dim
         const Tindex next = ids[positions[last]];
         __builtin_prefetch(var + static_cast<int64_t>(next) * dim, 1);
         if (state.count_code) __builtin_prefetch(state.count_code + next, 1);
-        if (state.decayed_count) __builtin_prefetch(state.decayed_count + next, 1);
-        if (state.last_seen) __builtin_prefetch(state.last_seen + next, 1);
+        if (state.log_count) __builtin_prefetch(state.log_count + next, 1);
         if (state.accumulator) __builtin_prefetch(state.accumulator + next, 1);
       }
       std::fill(sum.begin(), sum.end(), 0.0f);

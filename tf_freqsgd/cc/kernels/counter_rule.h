@@ -29,12 +29,12 @@ struct CounterRule {
 };
 
 // Per-row state of one table. Without a half-life `count_code` holds the integer counts (see
-// DecodeCount); with one, `decayed_count` and `last_seen` (the others are null). `accumulator` is
-// null for CounterSGD (non-null: row-wise Adagrad).
+// DecodeCount); with one, `log_count` holds ln(c) + s ln2/h, the log-count referred to step 0 (see
+// UpdateCounter); the other is null. `accumulator` is null for CounterSGD (non-null: row-wise
+// Adagrad).
 struct CounterState {
   int32_t* count_code;
-  double* decayed_count;
-  int64_t* last_seen;
+  double* log_count;
   float* accumulator;
 };
 
@@ -133,6 +133,8 @@ FREQSGD_HOST_DEVICE inline float DecayFactor(const CounterRule& rule, float base
 
 // Counts `occurrences` appearances of row `id` at `step`: c <- n + 2^(-(t - s)/h) c, or c + n
 // without decay. Returns the row's new count, before the stored count's rounding past 2^31.
+// With decay, mu = ln(c) + s r (r = ln2/h) is stored: the count at step t is exp(mu - t r), with no
+// last-seen step to keep; a row never seen holds -inf.
 FREQSGD_HOST_DEVICE inline double UpdateCounter(const CounterRule& rule, const CounterState& state,
                                                 int64_t id, int64_t occurrences, int64_t step) {
   const double increment = rule.count_occurrences ? static_cast<double>(occurrences) : 1.0;
@@ -141,10 +143,9 @@ FREQSGD_HOST_DEVICE inline double UpdateCounter(const CounterRule& rule, const C
     state.count_code[id] = EncodeCount(count, DitherBits(id, step));
     return count;
   }
-  const double elapsed = static_cast<double>(step - state.last_seen[id]);
-  const double count = increment + exp(-DecayRate(rule) * elapsed) * state.decayed_count[id];
-  state.decayed_count[id] = count;
-  state.last_seen[id] = step;
+  const double reference = static_cast<double>(step) * DecayRate(rule);
+  const double count = increment + exp(state.log_count[id] - reference);
+  state.log_count[id] = log(count) + reference;
   return count;
 }
 

@@ -91,7 +91,6 @@ template <typename Device, typename T, typename Tindex, bool kRowwiseAdagrad>
 class SparseApplyCounterOp : public OpKernel {
  public:
   explicit SparseApplyCounterOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_last_seen", &num_last_seen_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("count_occurrences", &rule_.count_occurrences));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("halflife", &rule_.halflife));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("estimate_frequency", &rule_.estimate_frequency));
@@ -103,23 +102,18 @@ class SparseApplyCounterOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("weight_decay", &rule_.weight_decay));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("decoupled_weight_decay", &rule_.decoupled_weight_decay));
     if (kRowwiseAdagrad) OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &epsilon_));
-    OP_REQUIRES(ctx, num_last_seen_ == (rule_.halflife > 0.0f ? 1 : 0),
-                errors::InvalidArgument("last_seen is needed exactly when halflife > 0; got ",
-                                        num_last_seen_, " last_seen inputs with halflife ",
-                                        rule_.halflife, "."));
   }
 
   void Compute(OpKernelContext* ctx) override {
     const int counter_input = kRowwiseAdagrad ? 2 : 1;
-    const int lr_input = counter_input + 1 + num_last_seen_;
+    const int lr_input = counter_input + 1;
     std::vector<VariableInputLockHolder> locks;
-    Tensor var, accumulator, counter, last_seen;
+    Tensor var, accumulator, counter;
     OP_REQUIRES_OK(ctx, LockForUpdate<Device, T>(ctx, 0, &locks, &var));
     if (kRowwiseAdagrad) OP_REQUIRES_OK(ctx, LockForUpdate<Device, float>(ctx, 1, &locks, &accumulator));
-    const bool decays = num_last_seen_ > 0;
+    const bool decays = rule_.halflife > 0.0f;
     if (decays) {
       OP_REQUIRES_OK(ctx, LockForUpdate<Device, double>(ctx, counter_input, &locks, &counter));
-      OP_REQUIRES_OK(ctx, LockForUpdate<Device, int64_t>(ctx, counter_input + 1, &locks, &last_seen));
     } else {
       OP_REQUIRES_OK(ctx, LockForUpdate<Device, int32>(ctx, counter_input, &locks, &counter));
     }
@@ -133,7 +127,6 @@ class SparseApplyCounterOp : public OpKernel {
     const int64_t rows = var.dim_size(0);
     OP_REQUIRES_OK(ctx, CheckRowState(counter, "counter", decays ? DT_DOUBLE : DT_INT32, rows));
     if (kRowwiseAdagrad) OP_REQUIRES_OK(ctx, CheckRowState(accumulator, "accumulator", DT_FLOAT, rows));
-    if (decays) OP_REQUIRES_OK(ctx, CheckRowState(last_seen, "last_seen", DT_INT64, rows));
     OP_REQUIRES(ctx, TensorShapeUtils::IsScalar(lr.shape()) && TensorShapeUtils::IsScalar(step.shape()),
                 errors::InvalidArgument("lr and step must be scalars; got ", lr.shape().DebugString(),
                                         " and ", step.shape().DebugString()));
@@ -161,7 +154,6 @@ class SparseApplyCounterOp : public OpKernel {
     if (n == 0) return;
     const tf_freqsgd::CounterState state{decays ? nullptr : counter.flat<int32>().data(),
                                          decays ? counter.flat<double>().data() : nullptr,
-                                         decays ? last_seen.flat<int64_t>().data() : nullptr,
                                          kRowwiseAdagrad ? accumulator.flat<float>().data() : nullptr};
     functor::SparseApplyCounter<Device, T, Tindex> apply;
     OP_REQUIRES_OK(ctx, apply(ctx, rule_, epsilon_, var.flat_outer_dims<T>(), state, lr.scalar<float>()(),
@@ -170,7 +162,6 @@ class SparseApplyCounterOp : public OpKernel {
 
  private:
   tf_freqsgd::CounterRule rule_;
-  int num_last_seen_ = 0;
   float epsilon_ = 0.0f;
 };
 

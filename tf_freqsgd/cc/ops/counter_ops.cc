@@ -24,7 +24,6 @@ static Status SparseApplyCounterShape(InferenceContext* c, int first_dense_input
 #define FREQSGD_RULE_ATTRS                                  \
   Attr("T: {float, half, bfloat16}")                        \
       .Attr("Tindices: {int32, int64}")                     \
-      .Attr("num_last_seen: int >= 0 = 0")                  \
       .Attr("count_occurrences: bool = true")               \
       .Attr("halflife: float = 0")                          \
       .Attr("estimate_frequency: bool = true")              \
@@ -39,40 +38,29 @@ static Status SparseApplyCounterShape(InferenceContext* c, int first_dense_input
 REGISTER_OP("ResourceSparseApplyCounterSGD")
     .Input("var: resource")
     .Input("counter: resource")
-    .Input("last_seen: num_last_seen * resource")
     .Input("lr: float")
     .Input("step: int64")
     .Input("grad: T")
     .Input("indices: Tindices")
     .FREQSGD_RULE_ATTRS
-    .SetShapeFn([](InferenceContext* c) {
-      int num_last_seen;
-      TF_RETURN_IF_ERROR(c->GetAttr("num_last_seen", &num_last_seen));
-      return SparseApplyCounterShape(c, 2 + num_last_seen);
-    })
+    .SetShapeFn([](InferenceContext* c) { return SparseApplyCounterShape(c, 2); })
     .Doc(R"doc(
 CounterSGD's sparse step: w_k <- rho_k w_k - lr * scale_k * g_k for each distinct id k of
 `indices`, g_k the sum of its rows of `grad`; updates the `counter` first: int32 count codes, or
-with `halflife` > 0 float64 counts and the int64 `last_seen` steps. See
-tf_freqsgd/optimizers/counter.py and frequency_rule.py.
+with `halflife` > 0 float64 log-counts. See tf_freqsgd/optimizers/counter.py and frequency_rule.py.
 )doc");
 
 REGISTER_OP("ResourceSparseApplyRowwiseAdagradCounter")
     .Input("var: resource")
     .Input("accumulator: resource")
     .Input("counter: resource")
-    .Input("last_seen: num_last_seen * resource")
     .Input("lr: float")
     .Input("step: int64")
     .Input("grad: T")
     .Input("indices: Tindices")
     .FREQSGD_RULE_ATTRS
     .Attr("epsilon: float = 1e-7")
-    .SetShapeFn([](InferenceContext* c) {
-      int num_last_seen;
-      TF_RETURN_IF_ERROR(c->GetAttr("num_last_seen", &num_last_seen));
-      return SparseApplyCounterShape(c, 3 + num_last_seen);
-    })
+    .SetShapeFn([](InferenceContext* c) { return SparseApplyCounterShape(c, 3); })
     .Doc(R"doc(
 RowwiseAdagradCounter's sparse step: G_k += mean(g_k^2);
 w_k <- rho_k w_k - lr / (sqrt(G_k) + epsilon) * scale_k * g_k, counters as
