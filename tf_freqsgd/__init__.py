@@ -17,7 +17,7 @@ from tf_freqsgd.optimizers import optimizer_state_bytes  # noqa: E402
 
 _compat.exclude_tf_keras_from_autograph()
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CounterSGD",
