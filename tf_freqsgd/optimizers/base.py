@@ -20,7 +20,6 @@ from tf_freqsgd.dynamic import tables as dynamic
 from tf_freqsgd.optimizers import frequency_rule, settings, step_checks
 
 _FUSED_DTYPES = (tf.float32, tf.float16, tf.bfloat16)
-num_rows = step_checks.num_rows
 
 
 def _in_xla_context():
@@ -95,9 +94,9 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
             settings.check_restorable(settings.decode(store[settings.H5_KEY][()]), self.state_settings(), "file")
             keys.remove(settings.H5_KEY)
         if len(keys) != len(self.variables):
+            unbuilt = "" if getattr(self, "_built", False) else " (it is not built yet: build it first)"
             raise ValueError(f"Cannot restore {self.name}: the file holds {len(keys)} optimizer variables, this "
-                             f"optimizer has {len(self.variables)}" + ("" if getattr(self, "_built", False) else " (it is not built yet: "
-                                                                      "build it first)") + ". Nothing was restored.")
+                             f"optimizer has {len(self.variables)}{unbuilt}. Nothing was restored.")
         values = [np.asarray(store[str(i)][()]) for i in range(len(self.variables))]
         for variable, value in zip(self.variables, values):
             if tuple(value.shape) != tuple(variable.shape) or value.dtype != variable.dtype.as_numpy_dtype:
@@ -134,7 +133,7 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
             if dynamic.is_table(slots["counter"]):
                 raise ValueError("counts of a dynamic table need the ids to read (its keys: "
                                  "tf_freqsgd.dynamic.table_counts).")
-            ids = tf.range(num_rows(variable), dtype=tf.int64)
+            ids = tf.range(step_checks.num_rows(variable), dtype=tf.int64)
         return counter_spec.current_counts(slots, ids, self._applied_steps)
 
     def add_row_variable(self, model_variable, name, dtype=tf.float32, initial_value=0, per_row=True):

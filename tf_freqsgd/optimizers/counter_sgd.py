@@ -11,7 +11,8 @@ from tf_freqsgd.optimizers.scaled_sgd import ScaledSGD
 class CounterSGD(ScaledSGD):
     r"""Counter-based frequency-aware SGD (CF-SGD, arXiv 2110.04844; FBGEMM counter modes).
 
-    Each embedding row ``k`` keeps one float32 counter ``c_k`` instead of Adagrad's ``d`` floats.
+    Each embedding row ``k`` keeps one counter ``c_k`` (4 bytes; 8 with a half-life: see
+    ``tf_freqsgd.optimizers.counter``) instead of Adagrad's ``d`` floats.
     At step ``t``, for each row in the batch (ids de-duplicated, gradient rows summed):
 
     .. math::
@@ -46,6 +47,8 @@ class CounterSGD(ScaledSGD):
       tail_id_threshold: rows whose count is at most this use the base rate.
       weight_decay: ``lambda``; weight_decay_mode: ``"decoupled"`` or ``"l2"``.
       momentum, nesterov: for dense gradients, and lazily per row for sparse ones.
+      non_finite: a step with a non-finite gradient value raises (``"raise"``, naming the variable)
+        or is skipped (``"skip"``); either way nothing is written and ``t`` does not advance.
       **kwargs: tf_keras optimizer arguments (clipnorm, clipvalue, global_clipnorm, use_ema, ...).
     """
 

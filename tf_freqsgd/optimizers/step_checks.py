@@ -12,8 +12,8 @@ before the first write. Two kinds of check:
   range always raise.
 
 The finite check is ``is_finite(sum(values * zero))``: ``0 * x`` is 0 for every finite ``x`` and
-NaN for inf or NaN, and the sum of zeros cannot overflow; one multi-threaded pass, a third of
-``reduce_all(is_finite(values))``'s time on an 8,192 x 64 gradient. ``zero`` must not be a
+NaN for inf or NaN, and the sum of zeros cannot overflow; one multi-threaded pass, with no
+boolean tensor as ``reduce_all(is_finite(values))`` makes. ``zero`` must not be a
 constant: Grappler's constant folding rewrites ``x * 0`` to ``0`` whenever ``x``'s shape is static,
 which removed the check from every ``model.fit``. It is computed from the optimizer's step counter,
 which Grappler cannot evaluate.
