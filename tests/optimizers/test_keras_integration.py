@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import tf_freqsgd
-from helpers import ROWS, initial_weights, make_pair, random_batches, sparse_gradient
+from helpers import initial_weights, make_pair, random_batches, sparse_gradient
 
 VOCAB, WIDTH = 20, 4
 
