@@ -78,3 +78,20 @@ def test_the_skip_policy_drops_the_step_on_dynamic_tables():
     clean, clean_embedding = build_model(tf_freqsgd.CounterSGD(0.5, non_finite="skip"))
     fit(clean, [batch(0), batch(2)])
     assert_same(state(skipping, skipping_embedding), state(clean, clean_embedding))
+
+
+def test_dynamic_counters_count_exactly_to_2_31_and_beyond():
+    """TFRA's width-1 counter tables hold the same int32 codes as fixed tables."""
+    from tf_freqsgd.optimizers.counter import encode_counts_numpy
+
+    model, embedding = build_model(tf_freqsgd.CounterSGD(0.5))
+    fit(model, [batch(0)])  # builds the tables; ids 5 and 2**40 seen once
+    counter = model.optimizer.row_state(embedding.params)["counter"]
+    keys = tf.constant([5, 2**40], tf.int64)
+    counter.upsert(keys, tf.constant(encode_counts_numpy([[2**31 - 4], [2**40]])))
+    for _ in range(2):
+        fit(model, [(np.array([[5, 5]]), np.array([[1.0]], np.float32))])
+    counts = model.optimizer.counts(embedding.params, keys).numpy()
+    assert counts[0] == 2**31  # 2^31 - 4, then two occurrences a step, twice
+    assert counts[1] == 2**40
+    assert counter.lookup(keys[:1]).numpy()[0, 0] < 0  # held as float32 bits
