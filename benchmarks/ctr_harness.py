@@ -10,6 +10,10 @@ validation split, and test AUC is reported at that epoch.
 import os
 
 import numpy as np
+# tf_keras (Keras 2) as tf.keras, chosen before TensorFlow is imported: TFRS, TFRA and the tf_keras
+# optimizers compared here need it.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
 import tensorflow as tf
 
 from tf_freqsgd import data as data_lib

@@ -35,7 +35,10 @@ import time
 import numpy as np
 from absl import app, flags
 
-import tf_freqsgd
+# tf_keras (Keras 2) as tf.keras, chosen before TensorFlow is imported: TFRS, TFRA and the tf_keras
+# optimizers compared here need it.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
 import tensorflow as tf
 
 import bench_flags  # noqa: E402  (beside this script)

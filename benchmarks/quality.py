@@ -55,7 +55,11 @@ import time
 
 from absl import app, flags
 
-import tf_freqsgd  # before TensorFlow: selects tf_keras (legacy Keras 2)
+# tf_keras (Keras 2) as tf.keras, chosen before TensorFlow is imported: TFRS, TFRA and the tf_keras
+# optimizers compared here need it.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tf_freqsgd  # noqa: E402
 import numpy as np
 import tensorflow as tf
 

@@ -10,6 +10,10 @@ import os
 
 from absl import app, flags
 
+# tf_keras (Keras 2) as tf.keras, chosen before TensorFlow is imported: TFRS, TFRA and the tf_keras
+# optimizers compared here need it.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
 import tf_freqsgd
 import tensorflow as tf
 

@@ -17,8 +17,9 @@ from typing import Optional, Union
 
 # TensorFlow's C++ INFO and WARNING lines (end-of-dataset notices, CPU features); 0 shows them.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TFRS and TFRA need tf_keras (Keras 2) as tf.keras: chosen before TensorFlow is imported.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import tf_freqsgd  # noqa: E402,F401  (first: selects legacy Keras before TensorFlow is imported)
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 

@@ -16,7 +16,7 @@ stock TensorFlow ops only.
       --export_dir=/tmp/movielens_ranking/1
 """
 
-import common  # noqa: F401  (first: imports tf_freqsgd, which selects legacy Keras)
+import common  # noqa: F401  (first: it selects tf_keras before TensorFlow is imported)
 import tensorflow as tf
 from absl import app, flags
 

@@ -23,7 +23,7 @@ PEP pruned). ``assets.extra/movies.tsv`` in it lists each movie's title (see ser
 
 import dataclasses
 
-import common  # noqa: F401  (first: imports tf_freqsgd, which selects legacy Keras)
+import common  # noqa: F401  (first: it selects tf_keras before TensorFlow is imported)
 import tensorflow as tf
 from absl import app, flags
 

@@ -3,10 +3,13 @@ import sys
 
 # The NumPy reference lives beside the tests.
 sys.path.insert(0, os.path.dirname(__file__))
+# The suite runs against tf_keras (Keras 2) unless the environment says otherwise: `make test` runs
+# tests/keras3 with TF_USE_LEGACY_KERAS=0 in its second environment.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest  # noqa: E402
 
-import tf_freqsgd  # noqa: E402,F401  (selects legacy Keras before TensorFlow is imported)
+import tf_freqsgd  # noqa: E402,F401
 from tf_freqsgd import ops  # noqa: E402
 
 

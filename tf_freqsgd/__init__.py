@@ -1,21 +1,13 @@
-"""tf_freqsgd: frequency-aware optimizers for embedding training in TensorFlow / tf_keras.
+"""tf_freqsgd: frequency-aware optimizers for embedding training in TensorFlow / Keras.
 
-Importing this package selects legacy Keras (``TF_USE_LEGACY_KERAS=1``) when TensorFlow has not
-resolved ``tf.keras`` yet, and raises ``ImportError`` naming the fix when it already resolved to
-Keras 3. It also keeps AutoGraph from converting tf_keras's internals, which made each process's
-first ``fit`` take 13-19 s (``TF_FREQSGD_CONVERT_TF_KERAS=1`` opts out; see
-``tf_freqsgd._compat.exclude_tf_keras_from_autograph``).
+The optimizers are those of the Keras that ``tf.keras`` is in this process, which TensorFlow
+decides from ``TF_USE_LEGACY_KERAS`` (``1``: tf_keras, Keras 2; unset: Keras 3). tf_freqsgd never
+sets it: ``active_keras()`` names the choice. Both fronts stay importable as
+``tf_freqsgd.optimizers.keras2`` and ``tf_freqsgd.optimizers.keras3``.
 """
 
-from tf_freqsgd import _compat
-
-_compat.check_python_version()
-_compat.select_legacy_keras()
-
-from tf_freqsgd.optimizers import CounterSGD, FrequencySGD, RowwiseAdagradCounter  # noqa: E402
-from tf_freqsgd.optimizers import optimizer_state_bytes  # noqa: E402
-
-_compat.exclude_tf_keras_from_autograph()
+from tf_freqsgd._compat import active_keras
+from tf_freqsgd.optimizers import CounterSGD, FrequencySGD, RowwiseAdagradCounter, optimizer_state_bytes
 
 __version__ = "0.2.0"
 
@@ -23,5 +15,6 @@ __all__ = [
     "CounterSGD",
     "FrequencySGD",
     "RowwiseAdagradCounter",
+    "active_keras",
     "optimizer_state_bytes",
 ]

@@ -1,30 +1,17 @@
-"""Import-time settings: the Python version, the legacy-Keras switch and AutoGraph's rules.
+"""Which Keras this process uses, and AutoGraph's rules for tf_keras.
 
-tf_freqsgd's optimizers subclass ``tf_keras`` (legacy Keras 2). TensorFlow 2.16 resolves
-``tf.keras`` lazily, on first use, from the ``TF_USE_LEGACY_KERAS`` environment variable, so the
-variable still takes effect when TensorFlow is imported but ``tf.keras`` has not been touched yet.
+TensorFlow resolves ``tf.keras`` lazily, on first use: to tf_keras (Keras 2) when the environment
+has ``TF_USE_LEGACY_KERAS`` set to ``1``/``true``/``True``, else to Keras 3. tf_freqsgd follows
+that choice and never makes it: ``active_keras()`` names it, and the optimizers, layers and
+exports of that Keras are the ones ``tf_freqsgd`` exports.
 """
 
 import os
 import sys
 
-SUPPORTED_PYTHON = (3, 11)
-
-KERAS3_FIX = (
-    "tf_freqsgd needs legacy Keras (the tf_keras package) as tf.keras, but tf.keras is already "
-    "Keras 3 in this process. Fix: set TF_USE_LEGACY_KERAS=1 in the environment before "
-    "TensorFlow is imported (e.g. `export TF_USE_LEGACY_KERAS=1`), or import tf_freqsgd before "
-    "anything touches tf.keras."
-)
-
-
-def check_python_version(version_info=sys.version_info):
-    if tuple(version_info[:2]) != SUPPORTED_PYTHON:
-        raise ImportError(
-            "tf_freqsgd supports Python 3.11 only (its pinned stack, TensorFlow Recommenders-Addons "
-            f"0.8.1, ships a cp311 wheel alone); this is Python {version_info[0]}.{version_info[1]}. "
-            "Create the environment with `make install` on a machine with python3.11."
-        )
+TF_KERAS = "tf_keras"
+KERAS3 = "keras3"
+LEGACY_SWITCH = "TF_USE_LEGACY_KERAS"
 
 
 def _keras_loader_resolved(tf_module):
@@ -34,17 +21,24 @@ def _keras_loader_resolved(tf_module):
     return bool(getattr(loader, "__dict__", {}).get("_tfll_initialized", True))
 
 
-def select_legacy_keras():
-    """Makes tf.keras resolve to tf_keras, or raises ImportError naming the fix."""
+def active_keras():
+    """``"tf_keras"`` or ``"keras3"``: the Keras that ``tf.keras`` is in this process, or will be
+    when TensorFlow resolves it (from ``TF_USE_LEGACY_KERAS``, as TensorFlow decides)."""
     tf_module = sys.modules.get("tensorflow")
-    if tf_module is None or not _keras_loader_resolved(tf_module):
-        os.environ["TF_USE_LEGACY_KERAS"] = "1"
-        if tf_module is None:
-            return
-    import tensorflow as tf
+    if tf_module is not None and _keras_loader_resolved(tf_module):
+        return TF_KERAS if tf_module.keras.__name__.startswith("tf_keras") else KERAS3
+    return TF_KERAS if os.environ.get(LEGACY_SWITCH) in ("true", "True", "1") else KERAS3
 
-    if not tf.keras.__name__.startswith("tf_keras"):
-        raise ImportError(KERAS3_FIX)
+
+def other_keras_fix(front):
+    """How to give a model of the other Keras an optimizer of this ``front``'s Keras."""
+    if front == TF_KERAS:
+        return ("this optimizer is tf_freqsgd's tf_keras (Keras 2) one; a Keras 3 model needs "
+                "tf_freqsgd.optimizers.keras3's, or TF_USE_LEGACY_KERAS=1 set before TensorFlow is imported "
+                "so that tf.keras is tf_keras")
+    return ("this optimizer is tf_freqsgd's Keras 3 one; a tf_keras (Keras 2) model needs "
+            "tf_freqsgd.optimizers.keras2's (with TF_USE_LEGACY_KERAS=1 set before TensorFlow is imported, "
+            "tf_freqsgd exports those)")
 
 
 AUTOGRAPH_ENV = "TF_FREQSGD_CONVERT_TF_KERAS"

@@ -12,7 +12,8 @@ current step when the optimizer has a half-life) or that rank beyond ``top_n`` b
 import tensorflow as tf
 
 from tf_freqsgd import arguments
-from tf_freqsgd.dynamic.tables import own_tables, remove_rows
+from tf_freqsgd.optimizers.row_storage import own_tables, remove_rows
+from tf_freqsgd.optimizers.keras2.counting import CountsRows
 
 
 def table_counts(optimizer, table):
@@ -72,6 +73,6 @@ def tables_of(optimizer):
     """The dynamic tables ``optimizer`` (or the optimizer it wraps, as a loss-scale one does)
     trains: ``{name: (its TFRA trainable, {state name: width-1 de.Variable})}``."""
     inner = inner_optimizer(optimizer)
-    if not hasattr(inner, "counter_spec"):
+    if not isinstance(inner, CountsRows):
         raise TypeError(f"{type(inner).__name__} keeps no counters: use CounterSGD or RowwiseAdagradCounter.")
     return getattr(inner, "dynamic_tables", {})

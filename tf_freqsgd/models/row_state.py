@@ -25,14 +25,16 @@ import tensorflow as tf
 import tf_keras
 
 from tf_freqsgd.dynamic.frequency import inner_optimizer, table_counts
-from tf_freqsgd.dynamic.tables import gather_rows
+from tf_freqsgd.optimizers.row_storage import gather_rows
 from tf_freqsgd.models.embeddings import id_table, is_dynamic_layer
-from tf_freqsgd.optimizers.base import FrequencyAwareOptimizer
+from tf_freqsgd.optimizers.array_ops import TENSORFLOW
+from tf_freqsgd.optimizers.keras2.base import FrequencyAwareOptimizer
+from tf_freqsgd.optimizers.keras2.counting import CountsRows
 
 
 def has_counters(optimizer):
     """True when ``optimizer`` keeps a counter per row (CounterSGD, RowwiseAdagradCounter)."""
-    return hasattr(inner_optimizer(optimizer), "counter_spec")
+    return isinstance(inner_optimizer(optimizer), CountsRows)
 
 
 def frequency_slots(optimizer, layer):
@@ -52,20 +54,11 @@ def _trained_table(layer):
 def batch_frequency(optimizer, layer, ids):
     """The counter optimizer's frequency estimate ``p_k = c_k / N_t`` of each of ``ids`` at the
     step being trained, this batch's occurrences included: the estimate the optimizer's update
-    for this step will use. In-graph; read-only (the update itself counts).
-
-    ``c_k`` is the counter decayed to step ``t`` plus the batch's increment of id ``k`` (its
-    occurrences, or 1 with ``counting="presence"``); ``N_t = t`` (or its decayed sum).
-    """
+    for this step will use. In-graph; read-only (the update itself counts)."""
     inner = inner_optimizer(optimizer)
     if not has_counters(inner):
         raise TypeError(f"{type(inner).__name__} keeps no counters: use CounterSGD or RowwiseAdagradCounter.")
-    spec = inner.counter_spec
-    slots = frequency_slots(inner, layer)
-    ids = tf.cast(tf.reshape(ids, [-1]), tf.int64)
-    unique_ids, positions, occurrences = tf.unique_with_counts(ids)
-    counts = spec.current_counts(slots, unique_ids, inner.step) + spec.increments(occurrences)
-    return tf.gather(tf.cast(counts / spec.normalizer(inner.step), tf.float32), positions)
+    return inner.batch_frequency(_trained_table(layer), ids)
 
 
 def counter_values(optimizer, layer):
@@ -107,7 +100,7 @@ def _frequency_aware_rates(optimizer, layer, lr):
     step = optimizer.applied_steps
     if has_counters(optimizer):
         ids, counts = counter_values(optimizer, layer)
-        frequency = counts / float(optimizer.counter_spec.normalizer(step))
+        frequency = optimizer.frequencies(_trained_table(layer), tf.constant(ids, tf.int64)).numpy()
     elif "frequency" in slots:  # FrequencySGD: the given values
         ids, counts = _all_rows(layer, slots["frequency"])
         frequency = counts
@@ -115,7 +108,8 @@ def _frequency_aware_rates(optimizer, layer, lr):
         ids, _ = _all_rows(layer)
         return ids, np.full(len(ids), lr, np.float32), None
     # The scale a row would get at the next step (warm-up is decided by that step's number).
-    scale = optimizer.rule.rate_scale(tf.constant(counts, tf.float32), tf.constant(frequency, tf.float32), step + 1)
+    scale = optimizer.rule.rate_scale(TENSORFLOW, tf.constant(counts, tf.float32), tf.constant(frequency, tf.float32),
+                                      step + 1)
     rates = lr * scale.numpy()
     if "accumulator" in slots:
         accumulator = gather_rows(slots["accumulator"], tf.constant(ids, tf.int64)).numpy()

@@ -1,18 +1,20 @@
-"""Frequency-aware tf_keras optimizers, also reachable by name in ``model.compile``."""
+"""Frequency-aware optimizers: one rule core and a front for each Keras.
 
-import tf_keras
+* The core, backend-neutral: ``counter`` (per-row counters), ``frequency_rule`` (rate scale and
+  weight decay), ``settings`` (what a checkpoint's state means), ``step_checks`` (TensorFlow's
+  all-or-nothing checks), ``state`` (bytes held).
+* ``keras2``: ``tf_keras`` optimizers; ``keras3``: ``keras.optimizers.Optimizer`` subclasses.
 
-from tf_freqsgd.optimizers.counter_sgd import CounterSGD
-from tf_freqsgd.optimizers.frequency_sgd import FrequencySGD
-from tf_freqsgd.optimizers.rowwise_adagrad_counter import RowwiseAdagradCounter
+``CounterSGD``, ``FrequencySGD`` and ``RowwiseAdagradCounter`` here are those of the Keras that
+``tf.keras`` is in this process (``tf_freqsgd.active_keras()``).
+"""
+
+from tf_freqsgd._compat import TF_KERAS, active_keras
 from tf_freqsgd.optimizers.state import optimizer_state_bytes
 
-# model.compile(optimizer="counter_sgd") resolves names through Keras' global custom objects.
-tf_keras.utils.get_custom_objects().update(
-    {
-        "counter_sgd": CounterSGD,
-        "rowwise_adagrad_counter": RowwiseAdagradCounter,
-    }
-)
+if active_keras() == TF_KERAS:
+    from tf_freqsgd.optimizers.keras2 import CounterSGD, FrequencySGD, RowwiseAdagradCounter
+else:
+    from tf_freqsgd.optimizers.keras3 import CounterSGD, FrequencySGD, RowwiseAdagradCounter
 
 __all__ = ["CounterSGD", "FrequencySGD", "RowwiseAdagradCounter", "optimizer_state_bytes"]

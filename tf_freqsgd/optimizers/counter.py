@@ -34,10 +34,8 @@ import math
 from typing import Optional
 
 import numpy as np
-import tensorflow as tf
 
 from tf_freqsgd import arguments
-from tf_freqsgd.dynamic.tables import gather_rows, keys_of
 
 COUNTING_MODES = ("occurrence", "presence")
 # Counts below this are stored as themselves; from it on, as float32 bits under the sign bit.
@@ -47,41 +45,41 @@ MAX_HALFLIFE = 2.0**32
 # A row never seen: a count of 0.
 NEVER_SEEN = -np.inf
 _LN2 = math.log(2.0)
-_SIGN_BIT = np.int32(-(2**31))
+_SIGN_BIT = -(2**31)
 
 
-def dither_bits(ids, step):
+def dither_bits(xp, ids, step):
     """A 32-bit hash of (row id, step), as uint64 in ``[0, 2**32)``: splitmix64's finaliser."""
-    x = tf.cast(ids, tf.uint64) * tf.constant(0x9E3779B97F4A7C15, tf.uint64) + tf.cast(step, tf.uint64)
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(30, tf.uint64)))
-    x = x * tf.constant(0xBF58476D1CE4E5B9, tf.uint64)
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(27, tf.uint64)))
-    x = x * tf.constant(0x94D049BB133111EB, tf.uint64)
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(31, tf.uint64)))
-    return tf.bitwise.right_shift(x, tf.constant(32, tf.uint64))
+    def shifted(x, bits):
+        return xp.bitwise_xor(x, xp.right_shift(x, xp.constant(bits, xp.uint64)))
+
+    x = xp.cast(ids, xp.uint64) * xp.constant(0x9E3779B97F4A7C15, xp.uint64) + xp.cast(step, xp.uint64)
+    x = shifted(x, 30) * xp.constant(0xBF58476D1CE4E5B9, xp.uint64)
+    x = shifted(x, 27) * xp.constant(0x94D049BB133111EB, xp.uint64)
+    return xp.right_shift(shifted(x, 31), xp.constant(32, xp.uint64))
 
 
-def round_unbiased(values, dither):
+def round_unbiased(xp, values, dither):
     """float64 ``values`` to float32: the float32 below or above, the upper one with probability
     equal to the distance from the lower one (in units of their gap), decided by ``dither``."""
-    below = tf.cast(values, tf.float32)
-    below = tf.where(tf.cast(below, tf.float64) > values, tf.math.nextafter(below, tf.zeros_like(below)), below)
-    above = tf.math.nextafter(below, tf.fill(tf.shape(below), np.float32(np.inf)))
-    fraction = (values - tf.cast(below, tf.float64)) / (tf.cast(above, tf.float64) - tf.cast(below, tf.float64))
-    return tf.where(tf.cast(dither, tf.float64) * 2.0**-32 < fraction, above, below)
+    below = xp.cast(values, xp.float32)
+    below = xp.where(xp.cast(below, xp.float64) > values, xp.nextafter(below, xp.full_like(below, 0.0)), below)
+    above = xp.nextafter(below, xp.full_like(below, np.inf))
+    fraction = (values - xp.cast(below, xp.float64)) / (xp.cast(above, xp.float64) - xp.cast(below, xp.float64))
+    return xp.where(xp.cast(dither, xp.float64) * 2.0**-32 < fraction, above, below)
 
 
-def decode_counts(codes):
+def decode_counts(xp, codes):
     """The counts (float64) held by int32 counter ``codes``."""
-    beyond = tf.bitcast(tf.bitwise.bitwise_and(codes, tf.constant(0x7FFFFFFF, tf.int32)), tf.float32)
-    return tf.where(codes >= 0, tf.cast(codes, tf.float64), tf.cast(beyond, tf.float64))
+    beyond = xp.bitcast(xp.bitwise_and(codes, xp.constant(0x7FFFFFFF, xp.int32)), xp.float32)
+    return xp.where(codes >= 0, xp.cast(codes, xp.float64), xp.cast(beyond, xp.float64))
 
 
-def encode_counts(counts, dither):
+def encode_counts(xp, counts, dither):
     """int32 codes of float64 integer ``counts``; ``dither`` rounds those beyond ``2**31``."""
-    exact = tf.cast(tf.minimum(counts, EXACT_COUNT_LIMIT - 1), tf.int32)
-    beyond = tf.bitwise.bitwise_or(tf.bitcast(round_unbiased(counts, dither), tf.int32), _SIGN_BIT)
-    return tf.where(counts < EXACT_COUNT_LIMIT, exact, beyond)
+    exact = xp.cast(xp.minimum(counts, float(EXACT_COUNT_LIMIT - 1)), xp.int32)
+    beyond = xp.bitwise_or(xp.bitcast(round_unbiased(xp, counts, dither), xp.int32), xp.constant(_SIGN_BIT, xp.int32))
+    return xp.where(counts < EXACT_COUNT_LIMIT, exact, beyond)
 
 
 def decode_counts_numpy(codes):
@@ -100,7 +98,7 @@ def log_counts_numpy(counts, step, halflife):
 def encode_counts_numpy(counts):
     """int32 codes of ``counts`` (beyond ``2**31``: the nearest float32), to set a counter's state."""
     counts = np.asarray(counts, np.float64)
-    beyond = counts.astype(np.float32).view(np.int32) | _SIGN_BIT
+    beyond = counts.astype(np.float32).view(np.int32) | np.int32(_SIGN_BIT)
     return np.where(counts < EXACT_COUNT_LIMIT, np.minimum(counts, EXACT_COUNT_LIMIT - 1).astype(np.int32), beyond)
 
 
@@ -123,52 +121,66 @@ class CounterSpec:
 
     @property
     def counter_dtype(self):
-        """int32 count codes, or float64 log-counts with a half-life."""
-        return tf.int32 if self.halflife is None else tf.float64
+        """int32 count codes, or float64 log-counts with a half-life (a NumPy dtype name)."""
+        return "int32" if self.halflife is None else "float64"
+
+    @property
+    def initial_value(self):
+        """The stored value of a row never seen."""
+        return 0 if self.halflife is None else NEVER_SEEN
 
     @property
     def _decay_rate(self):
         # ln 2 / h with h rounded to float32, as the fused op's attribute holds it.
         return _LN2 / float(np.float32(self.halflife))
 
-    def normalizer(self, step):
+    def normalizer(self, xp, step):
         """``N_t`` (float64): the counter of a row present at every one of the ``t`` steps."""
-        t = tf.cast(step, tf.float64)
+        t = xp.cast(step, xp.float64)
         if self.halflife is None:
             return t
         # (1 - 2^(-t/h)) / (1 - 2^(-1/h)), with expm1: 1 - 2^(-1/h) cancels badly.
-        return -tf.math.expm1(-self._decay_rate * t) / -math.expm1(-self._decay_rate)
+        return -xp.expm1(-self._decay_rate * t) / -math.expm1(-self._decay_rate)
 
-    def create_slots(self, optimizer, variable):
-        """The per-row counter of ``variable`` (none for a scalar)."""
-        if not variable.shape.rank:
-            return {}
-        initial_value = 0 if self.halflife is None else NEVER_SEEN
-        return {"counter": optimizer.add_row_variable(variable, "counter", self.counter_dtype, initial_value)}
-
-    def _reference(self, step):
+    def _reference(self, xp, step):
         """``t * r``: the log-count a count of 1 seen at step ``t`` is stored as."""
-        return tf.cast(step, tf.float64) * self._decay_rate
+        return xp.cast(step, xp.float64) * self._decay_rate
 
-    def current_counts(self, slots, ids, step):
-        """The counts (float64) of rows ``ids``, decayed to step ``step`` with a half-life. Read-only."""
-        stored = gather_rows(slots["counter"], ids)
+    def current_counts(self, xp, stored, step):
+        """The counts (float64) held by ``stored`` counter values, decayed to step ``step``."""
         if self.halflife is None:
-            return decode_counts(stored)
-        return tf.exp(stored - self._reference(step))
+            return decode_counts(xp, stored)
+        return xp.exp(stored - self._reference(xp, step))
 
-    def increments(self, occurrences):
+    def increments(self, xp, occurrences):
         """``n_k`` (float64) from the batch's occurrence counts."""
-        occurrences = tf.cast(occurrences, tf.float64)
-        return occurrences if self.counting == "occurrence" else tf.ones_like(occurrences)
+        occurrences = xp.cast(occurrences, xp.float64)
+        return occurrences if self.counting == "occurrence" else xp.ones_like(occurrences)
 
-    def observe(self, slots, ids, occurrences, step):
-        """Counts this step's rows ``ids`` (unique); returns their counts and frequencies (float32)."""
-        counts = self.current_counts(slots, ids, step) + self.increments(occurrences)
-        counter = slots["counter"]
+    def counted(self, xp, stored, occurrences, step, ids):
+        """One step's counting of rows ``ids`` (unique; their stored values ``stored``, their
+        occurrences in the batch): ``(new stored values, counts, frequencies)``; the counts float64
+        (before the stored rounding past ``2**31``), the frequencies float32."""
+        counts = self.current_counts(xp, stored, step) + self.increments(xp, occurrences)
         if self.halflife is None:
-            stored = encode_counts(counts, dither_bits(keys_of(counter, ids), step))
+            new_stored = encode_counts(xp, counts, dither_bits(xp, ids, step))
         else:
-            stored = tf.math.log(counts) + self._reference(step)
-        counter.scatter_update(tf.IndexedSlices(stored, ids))
-        return tf.cast(counts, tf.float32), tf.cast(counts / self.normalizer(step), tf.float32)
+            new_stored = xp.log(counts) + self._reference(xp, step)
+        return new_stored, counts, xp.cast(counts / self.normalizer(xp, step), xp.float32)
+
+
+def fused_op_attributes(rule, counter_spec, weight_decay):
+    """The fused op's attributes for ``rule`` and ``counter_spec`` (``cc/ops/counter_ops.cc``);
+    ``weight_decay``: the decay the variable gets (0 when it is excluded)."""
+    return {
+        "count_occurrences": counter_spec.counting == "occurrence",
+        "halflife": counter_spec.halflife or 0.0,
+        "estimate_frequency": rule.estimate == "frequency",
+        "power": rule.power,
+        "min_scale": rule.min_scale,
+        "max_scale": -1.0 if rule.max_scale is None else rule.max_scale,
+        "warmup_steps": rule.warmup_steps,
+        "tail_id_threshold": rule.tail_id_threshold,
+        "weight_decay": weight_decay,
+        "decoupled_weight_decay": rule.weight_decay_mode == "decoupled",
+    }

@@ -19,8 +19,6 @@ Notation, for one embedding table and one training step ``t = 1, 2, ...``:
 import dataclasses
 from typing import Optional
 
-import tensorflow as tf
-
 from tf_freqsgd import arguments
 
 ESTIMATES = ("frequency", "count")
@@ -67,39 +65,22 @@ class FrequencyRule:
         """False during warm-up, when every scale is 1."""
         return step > self.warmup_steps
 
-    def rate_scale(self, count, frequency, step):
+    def rate_scale(self, xp, count, frequency, step):
         """``clip(f ** -power, min_scale, max_scale)`` per row, 1 for tail rows and in warm-up."""
         f = frequency if self.estimate == "frequency" else count
-        scale = tf.pow(f, -self.power)
-        scale = tf.maximum(scale, self.min_scale)
+        scale = xp.maximum(xp.pow(f, -self.power), self.min_scale)
         if self.max_scale is not None:
-            scale = tf.minimum(scale, self.max_scale)
-        adjusted = tf.logical_and(count > self.tail_id_threshold, self.adjusting(step))
-        return tf.where(adjusted, scale, tf.ones_like(scale))
+            scale = xp.minimum(scale, self.max_scale)
+        adjusted = xp.logical_and(count > self.tail_id_threshold, self.adjusting(step))
+        return xp.where(adjusted, scale, xp.ones_like(scale))
 
-    def decay_factor(self, decay_rate, p, step):
+    def decay_factor(self, xp, decay_rate, p, step):
         """``max(0, 1 - decay_rate * weight_decay) ** r`` with ``r = max(1, 1/p)`` (1 in warm-up)."""
-        missed_steps = tf.maximum(1.0 / p, 1.0)
-        missed_steps = tf.where(self.adjusting(step), missed_steps, tf.ones_like(missed_steps))
-        base = tf.maximum(1.0 - decay_rate * self.weight_decay, 0.0)
-        return tf.pow(base, missed_steps)
+        missed_steps = xp.maximum(1.0 / p, 1.0)
+        missed_steps = xp.where(self.adjusting(step), missed_steps, xp.ones_like(missed_steps))
+        base = xp.maximum(1.0 - decay_rate * self.weight_decay, 0.0)
+        return xp.pow(base, missed_steps)
 
     def decay_rate(self, base_rate, row_rate):
         """The rate weight decay goes through: the base rate, or the row's rate for ``"l2"``."""
         return row_rate if self.weight_decay_mode == "l2" else base_rate
-
-
-def deduplicate(gradient):
-    """Sums the rows of repeated ids in one pass: ``(unique ids, summed rows, occurrences)``."""
-    ids, positions = tf.unique(gradient.indices)
-    num_unique = tf.shape(ids)[0]
-    rows = tf.math.unsorted_segment_sum(gradient.values, positions, num_unique)
-    occurrences = tf.math.unsorted_segment_sum(
-        tf.ones_like(positions, dtype=tf.float32), positions, num_unique
-    )
-    return ids, rows, occurrences
-
-
-def per_row(values, like):
-    """Reshapes a per-row vector so it broadcasts over the trailing dimensions of ``like``."""
-    return tf.reshape(values, [-1] + [1] * (like.shape.rank - 1))

@@ -24,7 +24,7 @@ step instead of raising (see ``FrequencyAwareOptimizer``).
 
 import tensorflow as tf
 
-from tf_freqsgd.dynamic import tables as dynamic
+from tf_freqsgd.optimizers import row_storage as dynamic
 
 INDEX_DTYPES = (tf.int32, tf.int64)
 NON_FINITE_POLICIES = ("raise", "skip")

@@ -4,10 +4,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tf_freqsgd.dynamic import tables as dynamic
-from tf_freqsgd.dynamic.tables import gather_rows
+from tf_freqsgd.optimizers import row_storage as dynamic
+from tf_freqsgd.optimizers.row_storage import gather_rows
 from tf_freqsgd.optimizers.frequency_rule import FrequencyRule
-from tf_freqsgd.optimizers.scaled_sgd import ScaledSGD
+from tf_freqsgd.optimizers.keras2.scaled_sgd import ScaledSGD
 
 
 def _plain_name(name):

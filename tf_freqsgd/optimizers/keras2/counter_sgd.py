@@ -2,13 +2,13 @@
 
 import tf_keras
 
-from tf_freqsgd.optimizers.counter import CounterSpec
 from tf_freqsgd.optimizers.frequency_rule import FrequencyRule
-from tf_freqsgd.optimizers.scaled_sgd import ScaledSGD
+from tf_freqsgd.optimizers.keras2.counting import CountsRows
+from tf_freqsgd.optimizers.keras2.scaled_sgd import ScaledSGD
 
 
 @tf_keras.utils.register_keras_serializable(package="tf_freqsgd")
-class CounterSGD(ScaledSGD):
+class CounterSGD(CountsRows, ScaledSGD):
     r"""Counter-based frequency-aware SGD (CF-SGD, arXiv 2110.04844; FBGEMM counter modes).
 
     Each embedding row ``k`` keeps one counter ``c_k`` (4 bytes; 8 with a half-life: see
@@ -81,11 +81,11 @@ class CounterSGD(ScaledSGD):
             weight_decay=weight_decay,
             weight_decay_mode=weight_decay_mode,
         )
-        self.counter_spec = CounterSpec(counting=counting, halflife=counter_halflife, admission_count=admission_count)
+        self._set_counter(counting, counter_halflife, admission_count)
         super().__init__(learning_rate, rule, momentum, nesterov, name, **kwargs)
 
     def _create_frequency_slots(self, variable):
-        return self.counter_spec.create_slots(self, variable)
+        return self._create_counter_slots(variable)
 
     def _apply_fused(self, variable, slots, gradient):
         ops = self.fused_ops_for(variable)
@@ -93,20 +93,5 @@ class CounterSGD(ScaledSGD):
             return False
         ops.resource_sparse_apply_counter_sgd(
             variable.handle, slots["counter"].handle, self.base_rate(), self.step, gradient.values,
-            gradient.indices, **self.fused_rule_attributes(variable))
+            gradient.indices, **self.fused_attributes(variable))
         return True
-
-    def _observe(self, slots, ids, occurrences):
-        return self.counter_spec.observe(slots, ids, occurrences, self.step)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "counting": self.counter_spec.counting,
-                "counter_halflife": self.counter_spec.halflife,
-                "admission_count": self.counter_spec.admission_count,
-                "tail_id_threshold": self.rule.tail_id_threshold,
-            }
-        )
-        return config

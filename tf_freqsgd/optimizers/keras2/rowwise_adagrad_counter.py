@@ -1,21 +1,16 @@
 """RowwiseAdagradCounter: row-wise Adagrad whose rate is adjusted by the row's counter."""
 
-import tensorflow as tf
 import tf_keras
 
 from tf_freqsgd import arguments
-from tf_freqsgd.dynamic.tables import gather_rows
-from tf_freqsgd.optimizers import base
-from tf_freqsgd.optimizers.counter import CounterSpec
-from tf_freqsgd.optimizers.frequency_rule import FrequencyRule, per_row
-
-
-def _mean_square_per_row(g):
-    return tf.reduce_mean(tf.square(g), axis=list(range(1, g.shape.rank))) if g.shape.rank > 1 else tf.square(g)
+from tf_freqsgd.optimizers.frequency_rule import FrequencyRule
+from tf_freqsgd.optimizers.keras2 import base
+from tf_freqsgd.optimizers.keras2.counting import CountsRows
+from tf_freqsgd.optimizers.updates import RowwiseAdagradUpdate
 
 
 @tf_keras.utils.register_keras_serializable(package="tf_freqsgd")
-class RowwiseAdagradCounter(base.FrequencyAwareOptimizer):
+class RowwiseAdagradCounter(CountsRows, base.FrequencyAwareOptimizer):
     r"""Row-wise Adagrad with counter-adjusted rates (FBGEMM ``rowwise_adagrad_with_counter``).
 
     One accumulator ``G_k`` per row (TorchRec's default embedding optimizer) plus the counter
@@ -75,13 +70,13 @@ class RowwiseAdagradCounter(base.FrequencyAwareOptimizer):
             weight_decay=weight_decay,
             weight_decay_mode=weight_decay_mode,
         )
-        self.counter_spec = CounterSpec(counting=counting, halflife=counter_halflife, admission_count=admission_count)
+        self._set_counter(counting, counter_halflife, admission_count)
         super().__init__(learning_rate, rule, name, **kwargs)
         self.initial_accumulator_value = float(initial_accumulator_value)
         self.epsilon = float(epsilon)
 
     def _create_slots(self, variable):
-        slots = self.counter_spec.create_slots(self, variable)
+        slots = self._create_counter_slots(variable)
         slots["accumulator"] = self.add_row_variable(
             variable, "accumulator", initial_value=self.initial_accumulator_value,
             per_row=bool(variable.shape.rank),
@@ -94,42 +89,11 @@ class RowwiseAdagradCounter(base.FrequencyAwareOptimizer):
             return False
         ops.resource_sparse_apply_rowwise_adagrad_counter(
             variable.handle, slots["accumulator"].handle, slots["counter"].handle, self.base_rate(), self.step,
-            gradient.values, gradient.indices, epsilon=self.epsilon, **self.fused_rule_attributes(variable))
+            gradient.values, gradient.indices, epsilon=self.epsilon, **self.fused_attributes(variable))
         return True
 
-    def _observe(self, slots, ids, occurrences):
-        return self.counter_spec.observe(slots, ids, occurrences, self.step)
-
-    def _adagrad_rate(self, accumulator, g, ids=None):
-        """Adds the rows' mean squared gradient to ``G`` and returns ``lr / (sqrt(G) + eps)``."""
-        previous = accumulator if ids is None else gather_rows(accumulator, ids)
-        total = previous + _mean_square_per_row(g)
-        if ids is None:
-            accumulator.assign(total)
-        else:
-            base.write_rows(accumulator, ids, total)
-        return self.base_rate() / (tf.sqrt(total) + self.epsilon)
-
-    def _apply_sparse(self, variable, slots, ids, rows, counts, frequency):
-        g = tf.cast(rows, tf.float32)
-        rate = self._adagrad_rate(slots["accumulator"], g, ids)
-        rate = rate * self.rule.rate_scale(counts, frequency, self.step)
-        decay = self.decay_factor(variable, rate, frequency)
-        weights = tf.cast(tf.gather(variable, ids), tf.float32)
-        if decay is not None:
-            weights = per_row(decay, g) * weights
-        base.write_rows(variable, ids, weights - per_row(rate, g) * g)
-
-    def _apply_dense(self, variable, slots, gradient):
-        g = tf.cast(gradient, tf.float32)
-        rate = self._adagrad_rate(slots["accumulator"], g)
-        weights = tf.cast(variable, tf.float32)
-        if g.shape.rank:
-            rate = per_row(rate, g)
-        decay = self.dense_decay_factor(variable, rate)
-        if decay is not None:
-            weights = decay * weights
-        variable.assign(tf.cast(weights - rate * g, variable.dtype))
+    def _update(self, variable):
+        return RowwiseAdagradUpdate(self.rule, self._decays(variable), self.epsilon)
 
     def get_config(self):
         config = super().get_config()
@@ -137,10 +101,6 @@ class RowwiseAdagradCounter(base.FrequencyAwareOptimizer):
             {
                 "initial_accumulator_value": self.initial_accumulator_value,
                 "epsilon": self.epsilon,
-                "counting": self.counter_spec.counting,
-                "counter_halflife": self.counter_spec.halflife,
-                "admission_count": self.counter_spec.admission_count,
-                "tail_id_threshold": self.rule.tail_id_threshold,
             }
         )
         return config

@@ -2,7 +2,7 @@
 
 A tf_keras optimizer normally de-duplicates ``IndexedSlices`` before ``update_step``, which loses
 how often each id occurred in the batch. These optimizers keep the raw gradient instead and
-de-duplicate inside ``update_step`` with ``frequency_rule.deduplicate``, which returns the
+de-duplicate inside ``update_step`` with ``sparse_rows.deduplicate``, which returns the
 occurrence counts in the same pass. Every sparse update touches the rows of the batch only.
 
 A step is all-or-nothing: ``step_checks`` checks every gradient of the step before any variable,
@@ -16,8 +16,9 @@ from tensorflow.python.ops import control_flow_util
 
 from tf_freqsgd import arguments
 from tf_freqsgd import ops as fused
-from tf_freqsgd.dynamic import tables as dynamic
-from tf_freqsgd.optimizers import frequency_rule, settings, step_checks
+from tf_freqsgd.optimizers import row_storage as dynamic
+from tf_freqsgd.optimizers import frequency_rule, settings, sparse_rows, step_checks
+from tf_freqsgd.optimizers.array_ops import TENSORFLOW
 
 _FUSED_DTYPES = (tf.float32, tf.float16, tf.bfloat16)
 
@@ -31,8 +32,7 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
 
     Subclasses create their per-variable state in ``_create_slots`` and implement
     ``_observe(slots, ids, occurrences)``, which returns each row's count and estimated frequency,
-    ``_apply_sparse(variable, slots, ids, rows, counts, frequency)`` (unique ids, summed rows)
-    and ``_apply_dense(variable, slots, gradient)``.
+    and ``_update(variable)``, the ``updates.Update`` of a variable.
     """
 
     def __init__(self, learning_rate, rule, name, non_finite="raise", jit_compile=False, **kwargs):
@@ -76,11 +76,7 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
 
     def state_settings(self):
         """The settings that decide what this optimizer's saved state holds and means."""
-        described = {"class": type(self).__name__, "state_format": settings.STATE_FORMAT}
-        counter_spec = getattr(self, "counter_spec", None)
-        if counter_spec is not None:
-            described.update(counting=counter_spec.counting, counter_halflife=counter_spec.halflife)
-        return described
+        return {"class": type(self).__name__, "state_format": settings.STATE_FORMAT}
 
     def save_own_variables(self, store):
         super().save_own_variables(store)
@@ -121,20 +117,6 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         if key not in self._index_dict:
             raise ValueError(f"{self.name} does not train variable '{variable.name}'.")
         return self._slots[self._index_dict[key]]
-
-    def counts(self, variable, ids=None):
-        """The counters (float64) of rows ``ids`` of ``variable`` (every row of a fixed table when
-        None), decayed to the last applied step with a half-life."""
-        counter_spec = getattr(self, "counter_spec", None)
-        if counter_spec is None:
-            raise TypeError(f"{type(self).__name__} keeps no counters: use CounterSGD or RowwiseAdagradCounter.")
-        slots = self.row_state(variable)
-        if ids is None:
-            if dynamic.is_table(slots["counter"]):
-                raise ValueError("counts of a dynamic table need the ids to read (its keys: "
-                                 "tf_freqsgd.dynamic.table_counts).")
-            ids = tf.range(step_checks.num_rows(variable), dtype=tf.int64)
-        return counter_spec.current_counts(slots, ids, self._applied_steps)
 
     def add_row_variable(self, model_variable, name, dtype=tf.float32, initial_value=0, per_row=True):
         """One optimizer value per row of ``model_variable`` (a scalar if not ``per_row``), placed with it:
@@ -198,19 +180,6 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
     def _decays(self, variable):
         return self.rule.weight_decay > 0 and self._use_weight_decay(variable)
 
-    def decay_factor(self, variable, row_rate, frequency):
-        """Per-row weight-decay factor for a sparse update, or None when nothing decays."""
-        if not self._decays(variable):
-            return None
-        decay_rate = self.rule.decay_rate(self.base_rate(), row_rate)
-        return self.rule.decay_factor(decay_rate, frequency, self.step)
-
-    def dense_decay_factor(self, variable, rate):
-        """``max(0, 1 - rate * weight_decay)`` for a dense update, or None."""
-        if not self._decays(variable):
-            return None
-        return tf.maximum(1.0 - self.rule.decay_rate(self.base_rate(), rate) * self.rule.weight_decay, 0.0)
-
     @property
     def applied_steps(self):
         """Steps applied so far: ``iterations`` without the steps a ``LossScaleOptimizer`` skipped."""
@@ -229,19 +198,21 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         if isinstance(gradient, tf.IndexedSlices):
             if self._apply_fused(variable, slots, gradient):
                 return
-            ids, rows, occurrences = frequency_rule.deduplicate(gradient)
+            ids, rows, occurrences = sparse_rows.deduplicate(gradient)
             counts, frequency = self._observe(slots, ids, occurrences)
-            self._apply_sparse(variable, slots, ids, rows, counts, frequency)
-            admission = getattr(self, "counter_spec", None) and self.counter_spec.admission_count
-            if admission and dynamic.is_dynamic(variable):
-                below = tf.boolean_mask(ids, counts < admission)
-                self._unadmitted.append((variable, tf.gather(variable.ids, below)))
+            self._update(variable).sparse(TENSORFLOW, dynamic.VariableRows(variable, slots), ids, rows, counts,
+                                          frequency, self.base_rate(), self.step)
+            if dynamic.is_dynamic(variable):
+                self._hold_back_unadmitted(variable, ids, counts)
         else:
-            self._apply_dense(variable, slots, gradient)
+            self._update(variable).dense(TENSORFLOW, dynamic.VariableRows(variable, slots), gradient, self.base_rate())
 
     def _apply_fused(self, variable, slots, gradient):
         """Applies a sparse step with the fused op and returns True, or returns False."""
         return False
+
+    def _hold_back_unadmitted(self, variable, ids, counts):
+        """Dynamic tables: records the batch's ids that keep no row yet (see ``admission_count``)."""
 
     def fused_ops_for(self, variable):
         """The fused-op module when it can update ``variable`` here, else None (pure-TF path).
@@ -256,22 +227,6 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         if _in_xla_context():
             return None
         return fused.fused_ops()
-
-    def fused_rule_attributes(self, variable):
-        """The op attributes of this optimizer's counter and rule."""
-        rule, counter = self.rule, self.counter_spec
-        return {
-            "count_occurrences": counter.counting == "occurrence",
-            "halflife": counter.halflife or 0.0,
-            "estimate_frequency": rule.estimate == "frequency",
-            "power": rule.power,
-            "min_scale": rule.min_scale,
-            "max_scale": -1.0 if rule.max_scale is None else rule.max_scale,
-            "warmup_steps": rule.warmup_steps,
-            "tail_id_threshold": rule.tail_id_threshold,
-            "weight_decay": rule.weight_decay if self._decays(variable) else 0.0,
-            "decoupled_weight_decay": rule.weight_decay_mode == "decoupled",
-        }
 
     def base_rate(self):
         return tf.cast(self.learning_rate, tf.float32)
@@ -294,6 +249,3 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         )
         return config
 
-
-def write_rows(variable, ids, new_rows):
-    variable.scatter_update(tf.IndexedSlices(tf.cast(new_rows, variable.dtype), ids))

@@ -8,11 +8,9 @@ Dense values: ``w   <- rho   * w   - lr_t * d``        (plain SGD, ``rho = max(0
 only when the row appears (lazy momentum), so a step stays O(batch).
 """
 
-import tensorflow as tf
-
 from tf_freqsgd import arguments
-from tf_freqsgd.optimizers import base
-from tf_freqsgd.optimizers.frequency_rule import per_row
+from tf_freqsgd.optimizers.keras2 import base
+from tf_freqsgd.optimizers.updates import ScaledSGDUpdate
 
 
 class ScaledSGD(base.FrequencyAwareOptimizer):
@@ -35,37 +33,8 @@ class ScaledSGD(base.FrequencyAwareOptimizer):
             slots["momentum"] = self.add_variable_from_reference(variable, "m")
         return slots
 
-    def _direction(self, slots, g, ids=None):
-        if "momentum" not in slots:
-            return g
-        slot = slots["momentum"]
-        previous = slot if ids is None else tf.gather(slot, ids)
-        m = self.momentum * tf.cast(previous, tf.float32) + g
-        if ids is None:
-            slot.assign(tf.cast(m, slot.dtype))
-        else:
-            base.write_rows(slot, ids, m)
-        return g + self.momentum * m if self.nesterov else m
-
-    def _apply_sparse(self, variable, slots, ids, rows, counts, frequency):
-        g = tf.cast(rows, tf.float32)
-        rate = self.base_rate() * self.rule.rate_scale(counts, frequency, self.step)
-        decay = self.decay_factor(variable, rate, frequency)
-        step = per_row(rate, g) * self._direction(slots, g, ids)
-        if decay is None:
-            variable.scatter_sub(tf.IndexedSlices(tf.cast(step, variable.dtype), ids))
-        else:
-            weights = tf.cast(tf.gather(variable, ids), tf.float32)
-            base.write_rows(variable, ids, per_row(decay, g) * weights - step)
-
-    def _apply_dense(self, variable, slots, gradient):
-        g = tf.cast(gradient, tf.float32)
-        rate = self.base_rate()
-        weights = tf.cast(variable, tf.float32)
-        decay = self.dense_decay_factor(variable, rate)
-        if decay is not None:
-            weights = decay * weights
-        variable.assign(tf.cast(weights - rate * self._direction(slots, g), variable.dtype))
+    def _update(self, variable):
+        return ScaledSGDUpdate(self.rule, self._decays(variable), self.momentum, self.nesterov)
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,80 @@
+"""What the optimizers that keep a counter per row (``CounterSGD``, ``RowwiseAdagradCounter``) share:
+the counter's slot, its update on the pure-TF path, admission on dynamic tables, reading the counts,
+and the settings a checkpoint of them records."""
+
+import tensorflow as tf
+
+from tf_freqsgd.optimizers import row_storage as dynamic
+from tf_freqsgd.optimizers import step_checks
+from tf_freqsgd.optimizers.array_ops import TENSORFLOW
+from tf_freqsgd.optimizers.counter import CounterSpec, fused_op_attributes
+
+
+class CountsRows:
+    """Mixin for a ``FrequencyAwareOptimizer`` whose frequencies are counted online."""
+
+    def _set_counter(self, counting, counter_halflife, admission_count):
+        self.counter_spec = CounterSpec(counting=counting, halflife=counter_halflife, admission_count=admission_count)
+
+    def _create_counter_slots(self, variable):
+        if not variable.shape.rank:
+            return {}
+        spec = self.counter_spec
+        return {"counter": self.add_row_variable(variable, "counter", tf.as_dtype(spec.counter_dtype),
+                                                 spec.initial_value)}
+
+    def _observe(self, slots, ids, occurrences):
+        counter = slots["counter"]
+        stored, counts, frequency = self.counter_spec.counted(
+            TENSORFLOW, dynamic.gather_rows(counter, ids), occurrences, self.step, dynamic.keys_of(counter, ids))
+        counter.scatter_update(tf.IndexedSlices(stored, ids))
+        return tf.cast(counts, tf.float32), frequency
+
+    def _hold_back_unadmitted(self, variable, ids, counts):
+        admission = self.counter_spec.admission_count
+        if admission:
+            below = tf.boolean_mask(ids, counts < admission)
+            self._unadmitted.append((variable, tf.gather(variable.ids, below)))
+
+    def fused_attributes(self, variable):
+        """The fused op's attributes of this optimizer's counter and rule for ``variable``."""
+        return fused_op_attributes(self.rule, self.counter_spec,
+                                   self.rule.weight_decay if self._decays(variable) else 0.0)
+
+    def counts(self, variable, ids=None):
+        """The counters (float64) of rows ``ids`` of ``variable`` (every row of a fixed table when
+        None), decayed to the last applied step with a half-life."""
+        counter = self.row_state(variable)["counter"]
+        if ids is None:
+            if dynamic.is_table(counter):
+                raise ValueError("counts of a dynamic table need the ids to read (its keys: "
+                                 "tf_freqsgd.dynamic.table_counts).")
+            ids = tf.range(step_checks.num_rows(variable), dtype=tf.int64)
+        return self.counter_spec.current_counts(TENSORFLOW, dynamic.gather_rows(counter, ids), self.applied_steps)
+
+    def frequencies(self, variable, ids=None):
+        """The frequency estimates ``p = c / N_t`` (float32) of rows ``ids`` at the last applied step."""
+        counts = self.counts(variable, ids)
+        return tf.cast(counts / self.counter_spec.normalizer(TENSORFLOW, self.applied_steps), tf.float32)
+
+    def batch_frequency(self, variable, ids):
+        """The frequency estimate of each of ``ids`` (repeats allowed) that this optimizer's update of
+        the step being trained will use, this batch's occurrences included. In-graph; read-only (the
+        update itself counts)."""
+        spec = self.counter_spec
+        ids = tf.cast(tf.reshape(ids, [-1]), tf.int64)
+        unique_ids, positions, occurrences = tf.unique_with_counts(ids)
+        stored = dynamic.gather_rows(self.row_state(variable)["counter"], unique_ids)
+        _, _, frequency = spec.counted(TENSORFLOW, stored, occurrences, self.step, unique_ids)
+        return tf.gather(frequency, positions)
+
+    def state_settings(self):
+        spec = self.counter_spec
+        return {**super().state_settings(), "counting": spec.counting, "counter_halflife": spec.halflife}
+
+    def get_config(self):
+        config = super().get_config()
+        spec = self.counter_spec
+        config.update({"counting": spec.counting, "counter_halflife": spec.halflife,
+                       "admission_count": spec.admission_count, "tail_id_threshold": self.rule.tail_id_threshold})
+        return config
