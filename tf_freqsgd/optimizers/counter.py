@@ -119,6 +119,9 @@ class CounterSpec:
         object.__setattr__(self, "admission_count", arguments.number(
             "admission_count", self.admission_count, 0.0, inclusive=False, allow_none=True))
 
+    def config(self):
+        return {"counting": self.counting, "counter_halflife": self.halflife, "admission_count": self.admission_count}
+
     @property
     def counter_dtype(self):
         """int32 count codes, or float64 log-counts with a half-life (a NumPy dtype name)."""

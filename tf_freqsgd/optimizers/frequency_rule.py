@@ -61,6 +61,12 @@ class FrequencyRule:
         normalise("weight_decay", arguments.number("weight_decay", self.weight_decay, 0.0))
         arguments.choice("weight_decay_mode", self.weight_decay_mode, WEIGHT_DECAY_MODES)
 
+    def config(self):
+        """The optimizer arguments this rule was made from (``tail_id_threshold`` is the counters')."""
+        return {"power": self.power, "estimate": self.estimate, "min_scale": self.min_scale,
+                "max_scale": self.max_scale, "warmup_steps": self.warmup_steps, "weight_decay": self.weight_decay,
+                "weight_decay_mode": self.weight_decay_mode}
+
     def adjusting(self, step):
         """False during warm-up, when every scale is 1."""
         return step > self.warmup_steps

@@ -35,12 +35,13 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
     and ``_update(variable)``, the ``updates.Update`` of a variable.
     """
 
-    def __init__(self, learning_rate, rule, name, non_finite="raise", jit_compile=False, **kwargs):
+    def __init__(self, learning_rate, rule, name, non_finite="raise", counter_spec=None, jit_compile=False, **kwargs):
         super().__init__(name=name, weight_decay=None, jit_compile=jit_compile, **kwargs)
         learning_rate = frequency_rule.check_learning_rate(learning_rate)
         arguments.choice("non_finite", non_finite, step_checks.NON_FINITE_POLICIES)
         self._learning_rate = self._build_learning_rate(learning_rate)
         self.rule = rule
+        self.counter_spec = counter_spec  # None: frequencies are given, not counted
         self.non_finite = non_finite
         # Keras' own weight decay sweeps whole tables every step; this rule's decay is applied per
         # row in update_step. Kept on `weight_decay` so get_config and Keras tooling see it.
@@ -233,19 +234,6 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        rule = self.rule
-        config.update(
-            {
-                "learning_rate": self._serialize_hyperparameter(self._learning_rate),
-                "power": rule.power,
-                "estimate": rule.estimate,
-                "min_scale": rule.min_scale,
-                "max_scale": rule.max_scale,
-                "warmup_steps": rule.warmup_steps,
-                "weight_decay": rule.weight_decay,
-                "weight_decay_mode": rule.weight_decay_mode,
-                "non_finite": self.non_finite,
-            }
-        )
+        config.update(self.rule.config(), learning_rate=self._serialize_hyperparameter(self._learning_rate),
+                      non_finite=self.non_finite)
         return config
-

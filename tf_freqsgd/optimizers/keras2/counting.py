@@ -7,14 +7,11 @@ import tensorflow as tf
 from tf_freqsgd.optimizers import row_storage as dynamic
 from tf_freqsgd.optimizers import step_checks
 from tf_freqsgd.optimizers.array_ops import TENSORFLOW
-from tf_freqsgd.optimizers.counter import CounterSpec, fused_op_attributes
+from tf_freqsgd.optimizers.counter import fused_op_attributes
 
 
 class CountsRows:
     """Mixin for a ``FrequencyAwareOptimizer`` whose frequencies are counted online."""
-
-    def _set_counter(self, counting, counter_halflife, admission_count):
-        self.counter_spec = CounterSpec(counting=counting, halflife=counter_halflife, admission_count=admission_count)
 
     def _create_counter_slots(self, variable):
         if not variable.shape.rank:
@@ -73,8 +70,4 @@ class CountsRows:
         return {**super().state_settings(), "counting": spec.counting, "counter_halflife": spec.halflife}
 
     def get_config(self):
-        config = super().get_config()
-        spec = self.counter_spec
-        config.update({"counting": spec.counting, "counter_halflife": spec.halflife,
-                       "admission_count": spec.admission_count, "tail_id_threshold": self.rule.tail_id_threshold})
-        return config
+        return {**super().get_config(), **self.counter_spec.config(), "tail_id_threshold": self.rule.tail_id_threshold}

@@ -14,7 +14,7 @@ from tf_freqsgd.optimizers.updates import ScaledSGDUpdate
 
 
 class ScaledSGD(base.FrequencyAwareOptimizer):
-    def __init__(self, learning_rate, rule, momentum, nesterov, name, **kwargs):
+    def __init__(self, learning_rate, rule, name, momentum=0.0, nesterov=False, **kwargs):
         momentum = arguments.number("momentum", momentum, 0.0)
         if momentum >= 1.0:
             raise ValueError(f"`momentum` must be a number in [0, 1); got {momentum!r}.")
