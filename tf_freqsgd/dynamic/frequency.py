@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tf_freqsgd import arguments
 from tf_freqsgd.optimizers.row_storage import own_tables, remove_rows
-from tf_freqsgd.optimizers.keras2.counting import CountsRows
+from tf_freqsgd.optimizers.counting import CountsRows
 
 
 def table_counts(optimizer, table):

@@ -29,7 +29,7 @@ from tf_freqsgd.optimizers.row_storage import gather_rows
 from tf_freqsgd.models.embeddings import id_table, is_dynamic_layer
 from tf_freqsgd.optimizers.array_ops import TENSORFLOW
 from tf_freqsgd.optimizers.keras2.base import FrequencyAwareOptimizer
-from tf_freqsgd.optimizers.keras2.counting import CountsRows
+from tf_freqsgd.optimizers.counting import CountsRows
 
 
 def has_counters(optimizer):

@@ -76,3 +76,11 @@ class CounterSGDDefinition:
         counter_spec = CounterSpec(counting=counting, halflife=counter_halflife, admission_count=admission_count)
         super().__init__(learning_rate, rule, name, counter_spec=counter_spec, momentum=momentum, nesterov=nesterov,
                          **kwargs)
+
+    def _fused_apply(self, ops, variable, slots, gradient, lr):
+        """One sparse step with the fused op (TensorFlow ``slots``); False with momentum, which it lacks."""
+        if "momentum" in slots:
+            return False
+        ops.resource_sparse_apply_counter_sgd(variable.handle, slots["counter"].handle, lr, self.step, gradient.values,
+                                              gradient.indices, **self.fused_attributes(variable))
+        return True

@@ -64,6 +64,13 @@ class RowwiseAdagradCounterDefinition:
         self.initial_accumulator_value = initial_accumulator_value
         self.epsilon = epsilon
 
+    def _fused_apply(self, ops, variable, slots, gradient, lr):
+        """One sparse step with the fused op (TensorFlow ``slots``)."""
+        ops.resource_sparse_apply_rowwise_adagrad_counter(
+            variable.handle, slots["accumulator"].handle, slots["counter"].handle, lr, self.step, gradient.values,
+            gradient.indices, epsilon=self.epsilon, **self.fused_attributes(variable))
+        return True
+
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
                 "epsilon": self.epsilon}

@@ -12,19 +12,11 @@ counter or step count is written (see that module, and the README's "Guarantees"
 import numpy as np
 import tensorflow as tf
 import tf_keras
-from tensorflow.python.ops import control_flow_util
 
 from tf_freqsgd import arguments
-from tf_freqsgd import ops as fused
 from tf_freqsgd.optimizers import row_storage as dynamic
-from tf_freqsgd.optimizers import frequency_rule, settings, sparse_rows, step_checks
-from tf_freqsgd.optimizers.array_ops import TENSORFLOW
+from tf_freqsgd.optimizers import frequency_rule, settings, step_checks, tf_step
 
-_FUSED_DTYPES = (tf.float32, tf.float16, tf.bfloat16)
-
-
-def _in_xla_context():
-    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
@@ -144,17 +136,6 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
 
     def _checked_apply(self, distribution, grads_and_vars):
         """Applies the step when every check passes: all of it, or nothing."""
-        # A zero Grappler cannot fold (see step_checks).
-        zero = tf.cast(self._applied_steps < 0, tf.float32)
-        required, finite = step_checks.step_conditions(
-            self.name, grads_and_vars, zero, local_results=distribution.experimental_local_results)
-        if _in_xla_context():
-            # XLA drops assertions: there a step failing any check is skipped.
-            asserts, apply_if = [], step_checks.all_hold(required + finite)
-        elif self.non_finite == "skip":
-            asserts, apply_if = step_checks.assertions(required), step_checks.all_hold(finite)
-        else:
-            asserts, apply_if = step_checks.assertions(required + finite), None
 
         def apply():
             self._unadmitted = self._no_dependency([])
@@ -165,10 +146,8 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
                 self._applied_steps.assign_add(1)
                 return tf.identity(self.iterations)
 
-        with tf.control_dependencies(asserts):
-            if apply_if is None:
-                return apply()
-            return tf.cond(apply_if, apply, lambda: tf.identity(self.iterations))
+        return tf_step.checked_step(self, grads_and_vars, distribution.experimental_local_results, apply,
+                                    lambda: tf.identity(self.iterations))
 
     def _deduplicate_sparse_grad(self, grads):
         # update_step de-duplicates itself: it needs the occurrence counts.
@@ -196,38 +175,16 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         if dynamic.is_dynamic(variable):
             slots = dynamic.bind_to_batch(slots, variable)
             gradient = dynamic.with_row_shape(gradient, variable)
-        if isinstance(gradient, tf.IndexedSlices):
-            if self._apply_fused(variable, slots, gradient):
-                return
-            ids, rows, occurrences = sparse_rows.deduplicate(gradient)
-            counts, frequency = self._observe(slots, ids, occurrences)
-            self._update(variable).sparse(TENSORFLOW, dynamic.VariableRows(variable, slots), ids, rows, counts,
-                                          frequency, self.base_rate(), self.step)
-            if dynamic.is_dynamic(variable):
-                self._hold_back_unadmitted(variable, ids, counts)
-        else:
-            self._update(variable).dense(TENSORFLOW, dynamic.VariableRows(variable, slots), gradient, self.base_rate())
+        counted = tf_step.update_variable(self, variable, slots, gradient, self.base_rate())
+        if counted is not None and dynamic.is_dynamic(variable):
+            self._hold_back_unadmitted(variable, *counted)
 
-    def _apply_fused(self, variable, slots, gradient):
+    def _fused_apply(self, ops, variable, slots, gradient, lr):
         """Applies a sparse step with the fused op and returns True, or returns False."""
         return False
 
     def _hold_back_unadmitted(self, variable, ids, counts):
         """Dynamic tables: records the batch's ids that keep no row yet (see ``admission_count``)."""
-
-    def fused_ops_for(self, variable):
-        """The fused-op module when it can update ``variable`` here, else None (pure-TF path).
-
-        Not inside XLA (it cannot compile a custom op), and for GPU variables only when the library
-        holds the CUDA kernels.
-        """
-        if variable.dtype.base_dtype not in _FUSED_DTYPES or dynamic.is_dynamic(variable):
-            return None
-        if "GPU" in (variable.device or "").upper() and not fused.gpu_kernels_available():
-            return None
-        if _in_xla_context():
-            return None
-        return fused.fused_ops()
 
     def base_rate(self):
         return tf.cast(self.learning_rate, tf.float32)

@@ -3,7 +3,7 @@
 import tf_keras
 
 from tf_freqsgd.optimizers.keras2 import base
-from tf_freqsgd.optimizers.keras2.counting import CountsRows
+from tf_freqsgd.optimizers.counting import CountsRows
 from tf_freqsgd.optimizers.rowwise_adagrad_counter import RowwiseAdagradCounterDefinition
 from tf_freqsgd.optimizers.updates import RowwiseAdagradUpdate
 
@@ -19,15 +19,6 @@ class RowwiseAdagradCounter(RowwiseAdagradCounterDefinition, CountsRows, base.Fr
             per_row=bool(variable.shape.rank),
         )
         return slots
-
-    def _apply_fused(self, variable, slots, gradient):
-        ops = self.fused_ops_for(variable)
-        if ops is None:
-            return False
-        ops.resource_sparse_apply_rowwise_adagrad_counter(
-            variable.handle, slots["accumulator"].handle, slots["counter"].handle, self.base_rate(), self.step,
-            gradient.values, gradient.indices, epsilon=self.epsilon, **self.fused_attributes(variable))
-        return True
 
     def _update(self, variable):
         return RowwiseAdagradUpdate(self.rule, self._decays(variable), self.epsilon)

@@ -1,11 +1,13 @@
-"""What the optimizers that keep a counter per row (``CounterSGD``, ``RowwiseAdagradCounter``) share:
-the counter's slot, its update on the pure-TF path, admission on dynamic tables, reading the counts,
-and the settings a checkpoint of them records."""
+"""What the optimizers that keep a counter per row (``CounterSGD``, ``RowwiseAdagradCounter``) share,
+in every TensorFlow front: the counter's slot, its update on the pure-TF path, admission on dynamic
+tables, reading the counts and frequencies, and the settings a checkpoint of them records.
+
+The front provides ``row_state(variable)`` (TensorFlow state), ``add_row_variable``, ``step``,
+``applied_steps`` and ``_decays``."""
 
 import tensorflow as tf
 
-from tf_freqsgd.optimizers import row_storage as dynamic
-from tf_freqsgd.optimizers import step_checks
+from tf_freqsgd.optimizers import row_storage as dynamic, step_checks
 from tf_freqsgd.optimizers.array_ops import TENSORFLOW
 from tf_freqsgd.optimizers.counter import fused_op_attributes
 
