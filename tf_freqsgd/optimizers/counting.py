@@ -15,6 +15,9 @@ from tf_freqsgd.optimizers.counter import fused_op_attributes
 class CountsRows:
     """Mixin for a ``FrequencyAwareOptimizer`` whose frequencies are counted online."""
 
+    def _create_frequency_slots(self, variable):
+        return self._create_counter_slots(variable)
+
     def _create_counter_slots(self, variable):
         if not variable.shape.rank:
             return {}

@@ -4,6 +4,7 @@ definition; the Keras classes are ``keras2.RowwiseAdagradCounter`` and ``keras3.
 from tf_freqsgd import arguments
 from tf_freqsgd.optimizers.counter import CounterSpec
 from tf_freqsgd.optimizers.frequency_rule import FrequencyRule
+from tf_freqsgd.optimizers.updates import RowwiseAdagradUpdate
 
 
 class RowwiseAdagradCounterDefinition:
@@ -63,6 +64,17 @@ class RowwiseAdagradCounterDefinition:
         super().__init__(learning_rate, rule, name, counter_spec=counter_spec, **kwargs)
         self.initial_accumulator_value = initial_accumulator_value
         self.epsilon = epsilon
+
+    def _create_slots(self, variable):
+        slots = self._create_counter_slots(variable)
+        slots["accumulator"] = self.add_row_variable(
+            variable, "accumulator", initial_value=self.initial_accumulator_value,
+            per_row=bool(variable.shape.rank),
+        )
+        return slots
+
+    def _update(self, variable):
+        return RowwiseAdagradUpdate(self.rule, self._decays(variable), self.epsilon)
 
     def _fused_apply(self, ops, variable, slots, gradient, lr):
         """One sparse step with the fused op (TensorFlow ``slots``)."""

@@ -11,6 +11,7 @@ naming each setting that differs. The ``.keras`` / ``.weights.h5`` path checks t
 
 import json
 
+import numpy as np
 import tensorflow as tf
 
 # The layout of the saved state: 2 since the counters became int32 codes / float64 with int64 steps.
@@ -52,3 +53,35 @@ class StateSettings(tf.train.experimental.PythonState):
 
     def deserialize(self, string_value):
         check_restorable(decode(string_value), self._describe(), "checkpoint")
+
+
+def save_with_variables(optimizer, store):
+    """Adds ``optimizer``'s settings to a ``.keras`` / ``.weights.h5`` store of its variables."""
+    store[H5_KEY] = encode(optimizer.state_settings())
+
+
+def load_own_variables(optimizer, store, built):
+    """The ``.keras`` / ``.weights.h5`` restore of ``optimizer``'s variables: settings checked and
+    every value's shape and dtype matched before the first assignment."""
+    keys = set(store.keys())
+    if H5_KEY in keys:
+        check_restorable(decode(store[H5_KEY][()]), optimizer.state_settings(), "file")
+        keys.remove(H5_KEY)
+    variables = list(optimizer.variables)
+    if len(keys) != len(variables):
+        unbuilt = "" if built else " (it is not built yet: build it first)"
+        raise ValueError(f"Cannot restore {optimizer.name}: the file holds {len(keys)} optimizer variables, this "
+                         f"optimizer has {len(variables)}{unbuilt}. Nothing was restored.")
+    values = [np.asarray(store[str(i)][()]) for i in range(len(variables))]
+    for variable, value in zip(variables, values):
+        if tuple(value.shape) != tuple(variable.shape) or value.dtype != np.dtype(_numpy_dtype(variable)):
+            raise ValueError(f"Cannot restore {optimizer.name}: {variable.name} is {np.dtype(_numpy_dtype(variable))}"
+                             f"{tuple(variable.shape)} here and {value.dtype}{value.shape} in the file. Nothing was "
+                             "restored.")
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
+def _numpy_dtype(variable):
+    dtype = variable.dtype
+    return getattr(dtype, "as_numpy_dtype", dtype)  # tf.DType, or a Keras 3 dtype name

@@ -32,8 +32,9 @@ NON_FINITE_POLICIES = ("raise", "skip")
 
 def num_rows(variable):
     """The row count without reading the table: a read before a scatter makes TF copy the table."""
-    if variable.shape.rank and variable.shape[0] is not None:
-        return variable.shape[0]
+    shape = tf.TensorShape(variable.shape)
+    if shape.rank and shape[0] is not None:
+        return shape[0]
     return tf.raw_ops.VariableShape(input=variable.handle)[0]
 
 

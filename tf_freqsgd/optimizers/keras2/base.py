@@ -9,11 +9,10 @@ A step is all-or-nothing: ``step_checks`` checks every gradient of the step befo
 counter or step count is written (see that module, and the README's "Guarantees").
 """
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tf_freqsgd import arguments
+from tf_freqsgd import _compat, arguments
 from tf_freqsgd.optimizers import row_storage as dynamic
 from tf_freqsgd.optimizers import frequency_rule, settings, step_checks, tf_step
 
@@ -46,6 +45,9 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         # Restored before any variable: a checkpoint of other settings fails before a write.
         self._state_settings = settings.StateSettings(self.state_settings)
 
+    def __repr__(self):
+        return f"<tf_freqsgd tf_keras {type(self).__name__} {self.name!r}: {_compat.other_keras_fix(_compat.TF_KERAS)}>"
+
     def build(self, var_list):
         if any(dynamic.is_dynamic(variable) for variable in var_list) and not hasattr(self, "_bp_v2"):
             # TFRA's wrapper (it sets _bp_v2) reads the batch's rows from the hash tables before
@@ -73,27 +75,10 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
 
     def save_own_variables(self, store):
         super().save_own_variables(store)
-        store[settings.H5_KEY] = settings.encode(self.state_settings())
+        settings.save_with_variables(self, store)
 
     def load_own_variables(self, store):
-        """The ``.keras`` / ``.weights.h5`` path: settings checked and every value's shape and dtype
-        matched before the first assignment."""
-        keys = set(store.keys())
-        if settings.H5_KEY in keys:
-            settings.check_restorable(settings.decode(store[settings.H5_KEY][()]), self.state_settings(), "file")
-            keys.remove(settings.H5_KEY)
-        if len(keys) != len(self.variables):
-            unbuilt = "" if getattr(self, "_built", False) else " (it is not built yet: build it first)"
-            raise ValueError(f"Cannot restore {self.name}: the file holds {len(keys)} optimizer variables, this "
-                             f"optimizer has {len(self.variables)}{unbuilt}. Nothing was restored.")
-        values = [np.asarray(store[str(i)][()]) for i in range(len(self.variables))]
-        for variable, value in zip(self.variables, values):
-            if tuple(value.shape) != tuple(variable.shape) or value.dtype != variable.dtype.as_numpy_dtype:
-                raise ValueError(f"Cannot restore {self.name}: {variable.name} is {variable.dtype.name}"
-                                 f"{variable.shape} here and {value.dtype}{value.shape} in the file. Nothing was "
-                                 "restored.")
-        for variable, value in zip(self.variables, values):
-            variable.assign(value)
+        settings.load_own_variables(self, store, built=getattr(self, "_built", False))
 
     def row_state(self, variable):
         """The per-row state this optimizer keeps for ``variable`` (a model variable, or a TFRA

@@ -4,12 +4,10 @@ import tf_keras
 
 from tf_freqsgd.optimizers.counter_sgd import CounterSGDDefinition
 from tf_freqsgd.optimizers.counting import CountsRows
-from tf_freqsgd.optimizers.keras2.scaled_sgd import ScaledSGD
+from tf_freqsgd.optimizers.keras2.base import FrequencyAwareOptimizer
+from tf_freqsgd.optimizers.scaled_sgd import ScaledSGD
 
 
 @tf_keras.utils.register_keras_serializable(package="tf_freqsgd")
-class CounterSGD(CounterSGDDefinition, CountsRows, ScaledSGD):
+class CounterSGD(CounterSGDDefinition, CountsRows, ScaledSGD, FrequencyAwareOptimizer):
     __doc__ = CounterSGDDefinition.__doc__
-
-    def _create_frequency_slots(self, variable):
-        return self._create_counter_slots(variable)

@@ -6,7 +6,8 @@ import tf_keras
 
 from tf_freqsgd.optimizers import row_storage as dynamic
 from tf_freqsgd.optimizers.frequency_sgd import FrequencySGDDefinition, check_values, plain_name
-from tf_freqsgd.optimizers.keras2.scaled_sgd import ScaledSGD
+from tf_freqsgd.optimizers.keras2.base import FrequencyAwareOptimizer
+from tf_freqsgd.optimizers.scaled_sgd import ScaledSGD
 from tf_freqsgd.optimizers.row_storage import gather_rows
 
 
@@ -17,7 +18,7 @@ def _table_name(variable):
 
 
 @tf_keras.utils.register_keras_serializable(package="tf_freqsgd")
-class FrequencySGD(FrequencySGDDefinition, ScaledSGD):
+class FrequencySGD(FrequencySGDDefinition, ScaledSGD, FrequencyAwareOptimizer):
     __doc__ = FrequencySGDDefinition.__doc__
 
     def build(self, var_list):

@@ -6,14 +6,15 @@ Dense values: ``w   <- rho   * w   - lr_t * d``        (plain SGD, ``rho = max(0
 ``d`` is the gradient, or with momentum ``m <- momentum * m + g`` and ``d = m``
 (``d = g + momentum * m`` with Nesterov). On sparse gradients the momentum of a row is updated
 only when the row appears (lazy momentum), so a step stays O(batch).
+
+A mixin of every front: listed before the front's ``FrequencyAwareOptimizer``.
 """
 
 from tf_freqsgd import arguments
-from tf_freqsgd.optimizers.keras2 import base
 from tf_freqsgd.optimizers.updates import ScaledSGDUpdate
 
 
-class ScaledSGD(base.FrequencyAwareOptimizer):
+class ScaledSGD:
     def __init__(self, learning_rate, rule, name, momentum=0.0, nesterov=False, **kwargs):
         momentum = arguments.number("momentum", momentum, 0.0)
         if momentum >= 1.0:
@@ -28,7 +29,7 @@ class ScaledSGD(base.FrequencyAwareOptimizer):
         return {**super().state_settings(), "momentum": "on" if self.momentum > 0 else "off"}
 
     def _create_slots(self, variable):
-        slots = self._create_frequency_slots(variable)
+        slots = self._create_frequency_slots(variable)  # the counter, or the given frequencies
         if self.momentum > 0:
             slots["momentum"] = self.add_variable_from_reference(variable, "m")
         return slots
