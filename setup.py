@@ -1,8 +1,10 @@
 """tf_freqsgd: frequency-aware optimizers for embedding training in TensorFlow / tf_keras.
 
 Installing builds the fused sparse-apply op (tf_freqsgd/cc) against the TensorFlow already
-installed, so install the pinned requirements first and build without isolation, as
-`make install` does: `pip install -r requirements.txt && pip install --no-build-isolation -e .`.
+installed, so install TensorFlow first and build without isolation, as `make install` does:
+`pip install -r requirements.txt && pip install --no-build-isolation -e .` (the pinned TFRA stack),
+or `pip install tensorflow && pip install --no-build-isolation .`. Extras: `tf_keras`, `tfra`,
+`examples`, `jax`.
 Without a C++ compiler the op is skipped with a warning and the optimizers use the pure-TF path.
 With nvcc on PATH the library also holds the CUDA kernel (TF_FREQSGD_CUDA=0 skips it, =1 requires
 it; TF_FREQSGD_CUDA_ARCHS lists the compute capabilities, default 75,80,90).
@@ -39,11 +41,6 @@ def op_library_name():
     except ImportError:
         return "tf_freqsgd.ops._freqsgd_ops_tf_missing"
     return "tf_freqsgd.ops._freqsgd_ops_tf" + tf.__version__.replace(".", "_")
-
-
-def pinned_requirements():
-    lines = (HERE / "requirements.txt").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 def cuda_home():
@@ -139,13 +136,23 @@ class BuildTensorFlowOps(build_ext):
 setup(
     name="tf_freqsgd",
     version=re.search(r'__version__ = "(.+)"', (HERE / "tf_freqsgd" / "__init__.py").read_text()).group(1),
-    description="Frequency-aware SGD (FA-SGD / CF-SGD) optimizers for embeddings in tf.keras",
+    description="Frequency-aware SGD (FA-SGD / CF-SGD) optimizers for embeddings in Keras 3 and tf_keras",
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["tf_freqsgd", "tf_freqsgd.*"]),
     ext_modules=[Extension(op_library_name(), sources=OP_SOURCES)],
     cmdclass={"build_ext": BuildTensorFlowOps},
-    python_requires="==3.11.*",
-    install_requires=pinned_requirements(),
+    python_requires=">=3.11,<3.14",
+    # The core: the optimizers (tf_keras and Keras 3 fronts), the fused op, the layers, the data.
+    install_requires=["tensorflow>=2.16,<2.22", "numpy"],
+    extras_require={
+        # The tf_keras (Keras 2) front: tf_keras of TensorFlow's minor version.
+        "tf_keras": ["tf-keras>=2.16,<2.22"],
+        # TFRA dynamic embeddings: TFRA 0.8.1 exists for Python 3.11 and TensorFlow 2.16.2 only.
+        "tfra": ["tensorflow==2.16.2", "tf-keras~=2.16.0", "tensorflow-recommenders-addons==0.8.1", "setuptools<82"],
+        # The MovieLens examples and the benchmarks.
+        "examples": ["tf-keras>=2.16,<2.22", "tensorflow-recommenders==0.7.7", "absl-py>=1.0", "matplotlib>=3.7"],
+        "jax": ["jax"],
+    },
 )

@@ -57,7 +57,8 @@ class StateSettings(tf.train.experimental.PythonState):
 
 def save_with_variables(optimizer, store):
     """Adds ``optimizer``'s settings to a ``.keras`` / ``.weights.h5`` store of its variables."""
-    store[H5_KEY] = encode(optimizer.state_settings())
+    # As bytes: Keras 3's stores take numeric arrays only.
+    store[H5_KEY] = np.frombuffer(encode(optimizer.state_settings()).encode("utf-8"), np.uint8)
 
 
 def load_own_variables(optimizer, store, built):
@@ -65,7 +66,7 @@ def load_own_variables(optimizer, store, built):
     every value's shape and dtype matched before the first assignment."""
     keys = set(store.keys())
     if H5_KEY in keys:
-        check_restorable(decode(store[H5_KEY][()]), optimizer.state_settings(), "file")
+        check_restorable(decode(np.asarray(store[H5_KEY][()], np.uint8).tobytes()), optimizer.state_settings(), "file")
         keys.remove(H5_KEY)
     variables = list(optimizer.variables)
     if len(keys) != len(variables):

@@ -84,6 +84,9 @@ class FrequencyAwareOptimizer(keras.optimizers.Optimizer):
         """The settings that decide what this optimizer's saved state holds and means."""
         return {"class": type(self).__name__, "state_format": settings.STATE_FORMAT}
 
+    def get_config(self):
+        return {**super().get_config(), **self.rule.config(), "non_finite": self.non_finite}
+
     def save_own_variables(self, store):
         super().save_own_variables(store)
         settings.save_with_variables(self, store)
