@@ -19,7 +19,7 @@ class CountsRows:
         return self._create_counter_slots(variable)
 
     def _create_counter_slots(self, variable):
-        if not variable.shape.rank:
+        if not tf.TensorShape(variable.shape).rank:
             return {}
         spec = self.counter_spec
         return {"counter": self.add_row_variable(variable, "counter", tf.as_dtype(spec.counter_dtype),

@@ -1,6 +1,8 @@
 """RowwiseAdagradCounter: row-wise Adagrad whose rate is adjusted by the row's counter (its
 definition; the Keras classes are ``keras2.RowwiseAdagradCounter`` and ``keras3.RowwiseAdagradCounter``)."""
 
+import tensorflow as tf
+
 from tf_freqsgd import arguments
 from tf_freqsgd.optimizers.counter import CounterSpec
 from tf_freqsgd.optimizers.frequency_rule import FrequencyRule
@@ -69,7 +71,7 @@ class RowwiseAdagradCounterDefinition:
         slots = self._create_counter_slots(variable)
         slots["accumulator"] = self.add_row_variable(
             variable, "accumulator", initial_value=self.initial_accumulator_value,
-            per_row=bool(variable.shape.rank),
+            per_row=bool(tf.TensorShape(variable.shape).rank),
         )
         return slots
 

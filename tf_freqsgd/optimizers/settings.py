@@ -14,6 +14,8 @@ import json
 import numpy as np
 import tensorflow as tf
 
+from tf_freqsgd.optimizers.state import numpy_dtype
+
 # The layout of the saved state: 2 since the counters became int32 codes / float64 with int64 steps.
 STATE_FORMAT = 2
 H5_KEY = "tf_freqsgd_settings"
@@ -75,14 +77,10 @@ def load_own_variables(optimizer, store, built):
                          f"optimizer has {len(variables)}{unbuilt}. Nothing was restored.")
     values = [np.asarray(store[str(i)][()]) for i in range(len(variables))]
     for variable, value in zip(variables, values):
-        if tuple(value.shape) != tuple(variable.shape) or value.dtype != np.dtype(_numpy_dtype(variable)):
-            raise ValueError(f"Cannot restore {optimizer.name}: {variable.name} is {np.dtype(_numpy_dtype(variable))}"
+        if tuple(value.shape) != tuple(variable.shape) or value.dtype != numpy_dtype(variable):
+            raise ValueError(f"Cannot restore {optimizer.name}: {variable.name} is {numpy_dtype(variable)}"
                              f"{tuple(variable.shape)} here and {value.dtype}{value.shape} in the file. Nothing was "
                              "restored.")
     for variable, value in zip(variables, values):
         variable.assign(value)
 
-
-def _numpy_dtype(variable):
-    dtype = variable.dtype
-    return getattr(dtype, "as_numpy_dtype", dtype)  # tf.DType, or a Keras 3 dtype name

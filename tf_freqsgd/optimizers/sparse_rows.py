@@ -13,7 +13,3 @@ def deduplicate(gradient):
     )
     return ids, rows, occurrences
 
-
-def per_row(values, like):
-    """Reshapes a per-row vector so it broadcasts over the trailing dimensions of ``like``."""
-    return tf.reshape(values, [-1] + [1] * (like.shape.rank - 1))
