@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import tf_freqsgd
-from helpers import ROWS, initial_weights, sparse_gradient
+from optimizer_cases import ROWS, initial_weights, sparse_gradient
 
 INVALID_ARGUMENTS = [
     ("CounterSGD", {"learning_rate": -0.1}, "learning_rate"),

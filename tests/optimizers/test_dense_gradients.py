@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import tf_freqsgd
-from helpers import make_pair
+from optimizer_cases import make_pair
 
 
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import tf_freqsgd
-from helpers import initial_weights, make_pair, random_batches, sparse_gradient
+from optimizer_cases import initial_weights, make_pair, random_batches, sparse_gradient
 
 VOCAB, WIDTH = 20, 4
 

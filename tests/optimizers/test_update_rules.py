@@ -4,37 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import ROWS, initial_weights, make_pair, random_batches, sparse_gradient
-
-COUNTER_OPTIONS = {
-    "defaults": {},
-    "presence": {"counting": "presence"},
-    "count_estimate": {"estimate": "count"},
-    "decay_occurrence": {"counter_halflife": 3.0},
-    "decay_presence": {"counter_halflife": 2.0, "counting": "presence"},
-    "decay_count_estimate": {"counter_halflife": 4.0, "estimate": "count"},
-    "warmup": {"warmup_steps": 3},
-    "clamps": {"min_scale": 0.6, "max_scale": 0.9},
-    "tail_threshold": {"tail_id_threshold": 2.0},
-    "power_one": {"power": 1.0},
-    "power_zero": {"power": 0.0},
-    "decoupled_decay": {"weight_decay": 0.05},
-    "l2_decay": {"weight_decay": 0.05, "weight_decay_mode": "l2"},
-    "decay_with_warmup_and_halflife": {"weight_decay": 0.05, "warmup_steps": 2, "counter_halflife": 3.0},
-}
-SGD_ONLY_OPTIONS = {
-    "momentum": {"momentum": 0.9},
-    "nesterov": {"momentum": 0.5, "nesterov": True},
-    "momentum_and_decay": {"momentum": 0.9, "weight_decay": 0.05, "estimate": "count"},
-}
-FREQUENCY_OPTIONS = {
-    "frequency": {},
-    "count": {"estimate": "count"},
-    "warmup_clamp": {"warmup_steps": 2, "max_scale": 2.0},
-    "decay": {"weight_decay": 0.05},
-    "count_decay_l2": {"estimate": "count", "weight_decay": 0.05, "weight_decay_mode": "l2"},
-    "momentum": {"momentum": 0.9, "nesterov": True},
-}
+from optimizer_cases import (COUNTER_OPTIONS, FREQUENCY_OPTIONS, ROWS, SGD_ONLY_OPTIONS, initial_weights, make_pair,
+                             random_batches, sparse_gradient)
 
 
 def run_both(optimizer, reference, mode, id_dtype=np.int64, steps=6):

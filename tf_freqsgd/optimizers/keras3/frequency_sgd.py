@@ -11,8 +11,10 @@ from tf_freqsgd.optimizers.scaled_sgd import ScaledSGD
 
 
 def _names(variable):
-    """The names ``frequencies`` may give a variable: its path (``"embedding/embeddings"``) or name."""
-    return [plain_name(str(name)) for name in (getattr(variable, "path", None), variable.name) if name]
+    """The names ``frequencies`` may give a variable: ``"<layer>/<weight>"`` (``"embedding/embeddings"``,
+    as tf_keras names it), its whole path, or its name."""
+    path = plain_name(str(getattr(variable, "path", variable.name)))
+    return list(dict.fromkeys(["/".join(path.split("/")[-2:]), path, plain_name(variable.name)]))
 
 
 @keras.saving.register_keras_serializable(package="tf_freqsgd")

@@ -1,4 +1,5 @@
-"""Shared builders for the optimizer tests."""
+"""Shared builders and cases of the optimizer tests (both Keras fronts): the rule options every
+update is checked with, optimizers paired with their NumPy reference, raw sparse gradients."""
 
 import numpy as np
 import tensorflow as tf
@@ -37,3 +38,34 @@ def sparse_gradient(ids, values, rows=ROWS):
 
 def initial_weights(shape=(ROWS, DIM), seed=1):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+COUNTER_OPTIONS = {
+    "defaults": {},
+    "presence": {"counting": "presence"},
+    "count_estimate": {"estimate": "count"},
+    "decay_occurrence": {"counter_halflife": 3.0},
+    "decay_presence": {"counter_halflife": 2.0, "counting": "presence"},
+    "decay_count_estimate": {"counter_halflife": 4.0, "estimate": "count"},
+    "warmup": {"warmup_steps": 3},
+    "clamps": {"min_scale": 0.6, "max_scale": 0.9},
+    "tail_threshold": {"tail_id_threshold": 2.0},
+    "power_one": {"power": 1.0},
+    "power_zero": {"power": 0.0},
+    "decoupled_decay": {"weight_decay": 0.05},
+    "l2_decay": {"weight_decay": 0.05, "weight_decay_mode": "l2"},
+    "decay_with_warmup_and_halflife": {"weight_decay": 0.05, "warmup_steps": 2, "counter_halflife": 3.0},
+}
+SGD_ONLY_OPTIONS = {
+    "momentum": {"momentum": 0.9},
+    "nesterov": {"momentum": 0.5, "nesterov": True},
+    "momentum_and_decay": {"momentum": 0.9, "weight_decay": 0.05, "estimate": "count"},
+}
+FREQUENCY_OPTIONS = {
+    "frequency": {},
+    "count": {"estimate": "count"},
+    "warmup_clamp": {"warmup_steps": 2, "max_scale": 2.0},
+    "decay": {"weight_decay": 0.05},
+    "count_decay_l2": {"estimate": "count", "weight_decay": 0.05, "weight_decay_mode": "l2"},
+    "momentum": {"momentum": 0.9, "nesterov": True},
+}
