@@ -1,10 +1,16 @@
-# Two commands on a fresh machine with python3.11 and a compiler: `make demo`, `make test`.
+# Two commands on a fresh machine with python3.11, python3.12 (found through pyenv when not on
+# PATH) and a compiler: `make demo`, `make test`.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The second tested stack: Python 3.12, TensorFlow 2.21, Keras 3 and tf_keras 2.21, JAX.
+PYTHON312 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
+VENV312 := .venv312
+PY312 := $(VENV312)/bin/python
+STAMP312 := $(VENV312)/.installed
 
-.PHONY: install demo test clean bazel-op bench-speed bench-dynamic bench bench-quick bench-embedding-size
+.PHONY: install install-312 demo test test-pinned test-312 clean bazel-op bench-speed bench-dynamic bench bench-quick bench-embedding-size
 
 install: $(STAMP)
 
@@ -25,8 +31,33 @@ demo: install
 	$(PY) examples/movielens_retrieval.py --export_dir=$(DEMO_DIR)/retrieval/1 --metrics_json=$(DEMO_DIR)/retrieval_metrics.json
 	env -u TF_USE_LEGACY_KERAS $(PY) examples/serve_demo.py --export_dir=$(DEMO_DIR)/retrieval/1 --users=0,1,2
 
-test: install
-	$(PY) -m pytest -q tests
+# Both stacks (about 10 minutes on 2 cores after the installs).
+test: test-pinned test-312
+
+# The pinned stack: everything on tf_keras (TFRA, TFRS, examples, benchmarks), then the Keras 3
+# front on its TensorFlow 2.16.
+test-pinned: install
+	TF_USE_LEGACY_KERAS=1 $(PY) -m pytest -q tests
+	TF_USE_LEGACY_KERAS=0 $(PY) -m pytest -q tests/keras3
+
+# The current stack: the core on Keras 3 (TensorFlow and JAX backends) and on tf_keras 2.21.
+CORE_TESTS := tests/optimizers tests/ops/test_fused_op.py tests/ops/test_loader.py tests/test_import.py \
+	tests/reliability/test_counter_limits.py tests/reliability/test_step_checks.py \
+	tests/reliability/test_arguments.py tests/reliability/test_restore_settings.py
+test-312: install-312
+	TF_USE_LEGACY_KERAS=0 $(PY312) -m pytest -q tests/keras3
+	TF_USE_LEGACY_KERAS=0 KERAS_BACKEND=jax $(PY312) -m pytest -q tests/keras3
+	TF_USE_LEGACY_KERAS=1 $(PY312) -m pytest -q $(CORE_TESTS)
+
+install-312: $(STAMP312)
+
+$(STAMP312): requirements-keras3.txt setup.py $(wildcard tf_freqsgd/cc/*/*)
+	@test -n "$(PYTHON312)" || { echo "make test needs Python 3.12 for its second stack: set PYTHON312=/path/to/python3.12" >&2; exit 1; }
+	test -x $(PY312) || $(PYTHON312) -m venv $(VENV312)
+	$(PY312) -m pip install -q --upgrade pip
+	$(PY312) -m pip install -q -r requirements-keras3.txt
+	$(PY312) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP312)
 
 # Step and update time of every optimizer on 1M x 64 and 10M x 16 tables (about 10 minutes);
 # writes benchmarks/results/step_time.{json,png} and prints the README's table.
@@ -61,4 +92,4 @@ bazel-op: install
 	install -D -m 0755 build/bazel-bin/_freqsgd_ops.so build/bazel-op/_freqsgd_ops.so
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(VENV312) build *.egg-info

@@ -4,6 +4,7 @@ import shutil
 import warnings
 
 import pytest
+import tensorflow as tf
 
 from tf_freqsgd.ops import loader
 
@@ -20,7 +21,7 @@ def fresh_loader(monkeypatch):
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler: setup.py cannot build the op")
 def test_the_installed_op_loads():
     assert loader.custom_op_available()
-    assert "_tf2_16_2" in loader.library_path()
+    assert "_tf" + tf.__version__.replace(".", "_") in loader.library_path()
 
 
 def test_tf_forces_the_pure_tf_path(fresh_loader):
