@@ -9,7 +9,10 @@ import pytest
 import tf_freqsgd
 from optimizer_cases import ROWS, initial_weights, make_pair, random_batches
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX backend (KERAS_BACKEND=jax)")
+pytestmark = [
+    pytest.mark.skipif(tf_freqsgd.active_keras() != "keras3", reason="tf.keras is tf_keras (Keras 3 runs: TF_USE_LEGACY_KERAS=0)"),
+    pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX backend (KERAS_BACKEND=jax)"),
+]
 
 if keras.backend.backend() == "jax":
     import jax

@@ -11,7 +11,10 @@ import tf_freqsgd
 from optimizer_cases import (COUNTER_OPTIONS, FREQUENCY_OPTIONS, ROWS, SGD_ONLY_OPTIONS, initial_weights, make_pair,
                              random_batches, sparse_gradient)
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow backend")
+pytestmark = [
+    pytest.mark.skipif(tf_freqsgd.active_keras() != "keras3", reason="tf.keras is tf_keras (Keras 3 runs: TF_USE_LEGACY_KERAS=0)"),
+    pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow backend"),
+]
 VOCAB, WIDTH = 20, 4
 
 
