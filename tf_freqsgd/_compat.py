@@ -41,6 +41,19 @@ def other_keras_fix(front):
             "tf_freqsgd exports those)")
 
 
+def is_graph_model(model):
+    """A Functional or Sequential model (a layer graph ``clone_model`` can rewrite), of either Keras."""
+    if hasattr(model, "_is_graph_network"):  # tf_keras: what its clone_model tests
+        return bool(model._is_graph_network)
+    return type(model).__name__ in ("Functional", "Sequential")  # Keras 3
+
+
+def input_names(model):
+    """The names of a model's inputs, in ``model.inputs`` order, in either Keras."""
+    names = getattr(model, "input_names", None)
+    return list(names) if names else [tensor.name.split(":")[0] for tensor in model.inputs]
+
+
 AUTOGRAPH_ENV = "TF_FREQSGD_CONVERT_TF_KERAS"
 # The module of tf_keras's train/test/predict functions, which call the model's train_step,
 # test_step and predict_step: user overrides there may branch on tensors.

@@ -24,9 +24,9 @@ import warnings
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow_recommenders_addons import dynamic_embedding as de
 
-DynamicEmbedding = de.keras.layers.Embedding
+from tf_freqsgd import _compat
+from tf_freqsgd.optimizers import row_storage
 
 # Op types no stock TensorFlow registers: TFRA's namespace, and this package's fused optimizer ops
 # (tf_freqsgd/cc/ops/counter_ops.cc), which an exported forward pass never needs.
@@ -117,7 +117,7 @@ def _check_graph_model(model):
     """Raises unless ``model`` is Functional or Sequential with known inputs."""
     # clone_model rewrites a layer graph; a subclassed model's call() is opaque Python.
     # (_is_graph_network is what clone_model itself tests.)
-    if not isinstance(model, tf.keras.Model) or not getattr(model, "_is_graph_network", False):
+    if not isinstance(model, tf.keras.Model) or not _compat.is_graph_model(model):
         raise TypeError(
             f"export_for_serving supports Functional and Sequential tf.keras models built on "
             f"tf.keras.Input; got {type(model).__name__}. Rebuild a subclassed model as a "
@@ -133,7 +133,7 @@ def _frozen_or_shared(layer):
     """clone_model's per-layer step: freeze dynamic embeddings, put a layer's ``serving_layer()``
     in its place, recurse into models holding either, share every other layer (and so its
     trained weights)."""
-    if isinstance(layer, DynamicEmbedding):
+    if _is_dynamic_embedding(layer):
         return static_embedding_from(layer)
     if _has_serving_form(layer):
         return layer.serving_layer()
@@ -147,8 +147,14 @@ def _has_serving_form(layer):
     return callable(getattr(layer, "serving_layer", None))
 
 
+def _is_dynamic_embedding(layer):
+    """A ``de.keras.layers.Embedding`` (never, where TFRA is not installed: Keras 3, say)."""
+    embedding = row_storage.dynamic_embedding_layer()
+    return embedding is not None and isinstance(layer, embedding)
+
+
 def _needs_rewrite(module):
-    return isinstance(module, DynamicEmbedding) or _has_serving_form(module)
+    return _is_dynamic_embedding(module) or _has_serving_form(module)
 
 
 def frozen_table(layer):
@@ -169,7 +175,7 @@ def _check_freezable(layer):
     """Raises unless ``layer``'s lookup is exactly what a StaticEmbedding computes."""
     # Subclasses change call() (SquashedEmbedding pools, FieldWiseEmbedding sums by field,
     # HvdAllToAllEmbedding shards across workers): freezing the lookup alone would be wrong.
-    if type(layer) is not DynamicEmbedding:
+    if type(layer) is not row_storage.dynamic_embedding_layer():
         raise TypeError(
             f"Layer {layer.name!r} is a {type(layer).__name__}; export_for_serving freezes "
             "de.keras.layers.Embedding only.")
@@ -210,10 +216,10 @@ def _serving_input_specs(model, input_signature):
         input_signature = [tf.TensorSpec(tensor.shape, tensor.dtype) for tensor in model.inputs]
     if len(input_signature) != len(model.inputs):
         raise ValueError(f"input_signature has {len(input_signature)} specs; the model has "
-                         f"{len(model.inputs)} inputs {model.input_names}.")
+                         f"{len(model.inputs)} inputs {_compat.input_names(model)}.")
     # Signature input keys come from the spec names: use the model's input names, as Keras does.
     return [tf.TensorSpec(spec.shape, spec.dtype, name=name)
-            for spec, name in zip(input_signature, model.input_names)]
+            for spec, name in zip(input_signature, _compat.input_names(model))]
 
 
 def _serving_function(serving_model, input_specs):

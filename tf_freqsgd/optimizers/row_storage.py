@@ -36,6 +36,14 @@ def dynamic_embedding():
     return de
 
 
+def dynamic_embedding_layer():
+    """TFRA's ``de.keras.layers.Embedding``, or None where TFRA is not installed."""
+    try:
+        return dynamic_embedding().keras.layers.Embedding
+    except ImportError:
+        return None
+
+
 def row_table(owner, variable, name, dtype, initial_value):
     """A width-1 table for one value per id of ``variable``'s dynamic embedding, tracked by ``owner``
     (the optimizer) so checkpoints and SavedModels carry it."""

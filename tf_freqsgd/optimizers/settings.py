@@ -44,6 +44,16 @@ def decode(text):
     return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
 
 
+SETTINGS_ATTRIBUTE = "_state_settings"
+
+
+def without_settings(children, save_type):
+    """An optimizer's checkpoint children, without the settings in a SavedModel."""
+    if save_type == "savedmodel" and SETTINGS_ATTRIBUTE in children:
+        children = {name: child for name, child in children.items() if name != SETTINGS_ATTRIBUTE}
+    return children
+
+
 class StateSettings(tf.train.experimental.PythonState):
     """Checkpointed settings of one optimizer; ``describe()`` returns the current ones."""
 

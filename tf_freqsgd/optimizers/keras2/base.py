@@ -45,6 +45,10 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         # Restored before any variable: a checkpoint of other settings fails before a write.
         self._state_settings = settings.StateSettings(self.state_settings)
 
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        # SavedModels hold no Python state: the settings would be reported missing at every load.
+        return settings.without_settings(super()._trackable_children(save_type, **kwargs), save_type)
+
     def __repr__(self):
         return f"<tf_freqsgd tf_keras {type(self).__name__} {self.name!r}: {_compat.other_keras_fix(_compat.TF_KERAS)}>"
 
