@@ -14,6 +14,8 @@ embedding's devices, partitioner and key-value backend. ``KeyedRows`` lets the u
 and write such a table by local row, as they do a ``tf.Variable`` by row index.
 """
 
+import sys
+
 import tensorflow as tf
 
 
@@ -37,11 +39,10 @@ def dynamic_embedding():
 
 
 def dynamic_embedding_layer():
-    """TFRA's ``de.keras.layers.Embedding``, or None where TFRA is not installed."""
-    try:
-        return dynamic_embedding().keras.layers.Embedding
-    except ImportError:
-        return None
+    """TFRA's ``de.keras.layers.Embedding``, or None where no model could hold one: TFRA not
+    imported yet (importing it patches TensorFlow, which breaks Keras 3)."""
+    module = sys.modules.get("tensorflow_recommenders_addons.dynamic_embedding")
+    return None if module is None else module.keras.layers.Embedding
 
 
 def row_table(owner, variable, name, dtype, initial_value):
