@@ -31,8 +31,7 @@ import warnings
 import tensorflow as tf
 import tf_keras
 
-from tf_freqsgd.dynamic.tables import layer_table_exists
-from tf_freqsgd.optimizers.row_storage import dynamic_embedding, is_dynamic
+from tf_freqsgd.optimizers.row_storage import dynamic_embedding, is_dynamic, layer_table_exists
 
 # The config keys of TFRA's layers; tf_keras' own Embedding has "input_dim" instead.
 _TFRA_KEY = "embedding_size"

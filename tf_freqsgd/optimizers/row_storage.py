@@ -17,6 +17,7 @@ and write such a table by local row, as they do a ``tf.Variable`` by row index.
 import sys
 
 import tensorflow as tf
+from tensorflow.python.ops import variable_scope
 
 
 def is_table(state):
@@ -30,6 +31,16 @@ def is_dynamic(variable):
     Decided by module name, so TFRA is imported only by models that use it.
     """
     return type(variable).__module__.startswith("tensorflow_recommenders_addons") and hasattr(variable, "params")
+
+
+def layer_table_exists(layer_name):
+    """True when this process already holds the table of a TFRA ``Embedding`` layer named
+    ``layer_name``: a new layer of that name would share it, or fail to make its own."""
+    table = f"{layer_name}-parameter" if layer_name else "EmbeddingParameter"
+    try:  # TFRA's de.get_variable keeps its tables in TensorFlow's v1 variable store
+        return table in variable_scope._get_default_variable_store()._vars
+    except AttributeError:
+        return False
 
 
 def dynamic_embedding():
