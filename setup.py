@@ -34,13 +34,15 @@ NVCC_FLAGS = ["-std=c++17", "-O3", "-DNDEBUG", "--fmad=false", "-Xcompiler", "-f
               "--expt-relaxed-constexpr", f"-I{HERE}"]
 
 
-def op_library_name():
-    """The op's module name carries the TensorFlow version it is built for: the loader reads it."""
+def op_extensions():
+    """The op library, named for the TensorFlow it is built against (the loader reads the name);
+    none when TensorFlow is not importable here (an isolated build): the package then installs
+    without it and uses its pure-TF path."""
     try:
         import tensorflow as tf
     except ImportError:
-        return "tf_freqsgd.ops._freqsgd_ops_tf_missing"
-    return "tf_freqsgd.ops._freqsgd_ops_tf" + tf.__version__.replace(".", "_")
+        return []
+    return [Extension("tf_freqsgd.ops._freqsgd_ops_tf" + tf.__version__.replace(".", "_"), sources=OP_SOURCES)]
 
 
 def cuda_home():
@@ -70,11 +72,8 @@ class BuildTensorFlowOps(build_ext):
     always, and the GPU kernel when nvcc is there (see TF_FREQSGD_CUDA)."""
 
     def build_extension(self, ext):
-        try:
-            import tensorflow as tf
-        except ImportError:
-            self.warn("TensorFlow is not installed yet: the fused op is skipped (pure-TF path).")
-            return
+        import tensorflow as tf  # importable: op_extensions() declared the extension
+
         output = pathlib.Path(self.get_ext_fullpath(ext.name))
         output.parent.mkdir(parents=True, exist_ok=True)
         tf_compile, tf_link = tf.sysconfig.get_compile_flags(), tf.sysconfig.get_link_flags()
@@ -141,7 +140,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["tf_freqsgd", "tf_freqsgd.*"]),
-    ext_modules=[Extension(op_library_name(), sources=OP_SOURCES)],
+    ext_modules=op_extensions(),
     cmdclass={"build_ext": BuildTensorFlowOps},
     python_requires=">=3.11,<3.14",
     # The core: the optimizers (tf_keras and Keras 3 fronts), the fused op, the layers, the data.

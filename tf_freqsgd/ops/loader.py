@@ -52,7 +52,8 @@ def _load():
         others = sorted(os.path.basename(p) for p in glob.glob(os.path.join(_HERE, f"{LIBRARY_STEM}_tf*.so")))
         built = f"only {', '.join(others)} (built for another TensorFlow)" if others else "no library"
         return None, (f"{built} in {_HERE} for TensorFlow {tf.__version__}: "
-                      "build it with `make install` (setup.py build_ext)")
+                      "build it against the installed TensorFlow: `pip install --no-build-isolation .` in the "
+                      "source tree (an isolated build cannot see TensorFlow), or `make install`")
     try:
         return tf.load_op_library(path), None
     except (tf.errors.NotFoundError, OSError) as error:
