@@ -26,7 +26,8 @@ def active_keras():
     when TensorFlow resolves it (from ``TF_USE_LEGACY_KERAS``, as TensorFlow decides)."""
     tf_module = sys.modules.get("tensorflow")
     if tf_module is not None and _keras_loader_resolved(tf_module):
-        return TF_KERAS if tf_module.keras.__name__.startswith("tf_keras") else KERAS3
+        # By its Model class: TFRA re-binds tf.keras under another module name.
+        return TF_KERAS if tf_module.keras.Model.__module__.startswith("tf_keras") else KERAS3
     return TF_KERAS if os.environ.get(LEGACY_SWITCH) in ("true", "True", "1") else KERAS3
 
 
