@@ -10,7 +10,7 @@ VENV312 := .venv312
 PY312 := $(VENV312)/bin/python
 STAMP312 := $(VENV312)/.installed
 
-.PHONY: install install-312 demo test test-pinned test-312 clean bazel-op bench-speed bench-dynamic bench bench-quick bench-embedding-size
+.PHONY: install install-312 demo test test-pinned test-312 clean bench-keras3 bazel-op bench-speed bench-dynamic bench bench-quick bench-embedding-size
 
 install: $(STAMP)
 
@@ -63,6 +63,11 @@ $(STAMP312): requirements-keras3.txt setup.py $(wildcard tf_freqsgd/cc/*/*)
 # writes benchmarks/results/step_time.{json,png} and prints the README's table.
 bench-speed: install
 	$(PY) benchmarks/step_time.py
+
+# Step time with Keras 3 against its own SGD and Adagrad, on the current stack (.venv312, TF 2.21);
+# writes benchmarks/results/keras3_step_time.json (a few minutes).
+bench-keras3: install-312
+	$(PY312) benchmarks/keras3_step_time.py
 
 # Every benchmark, each in its own process (about 30 minutes on 2 cores), then README.md's results
 # section regenerated from benchmarks/results/*.json (benchmarks/run_all.py).

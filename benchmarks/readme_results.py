@@ -3,7 +3,7 @@
 Run: `.venv/bin/python benchmarks/readme_results.py` (`make bench` and `make bench-quick` run it
 last). Only the text between the lines `<!-- benchmarks:begin -->` and `<!-- benchmarks:end -->`
 is replaced; everything else in the README is left as it is. Each results file present gets its
-section (quality, rare ids, memory, step time, first step, TFRA at scale, embedding size, choice
+section (quality, rare ids, memory, step time, Keras 3 step time, first step, TFRA at scale, embedding size, choice
 of defaults), in that order; absent files are listed as not run. `--check` writes nothing and
 exits with status 1 when the README's section differs from what the JSON gives.
 
@@ -318,6 +318,24 @@ def step_time_sections(step_time, results_dir, readme_dir):
     return lines + image(results_dir, readme_dir, "step_time.png", "step time")
 
 
+def keras3_step_sections(keras3):
+    lines = ["### Step time with Keras 3", "",
+             f"`benchmarks/keras3_step_time.py` (`make bench-keras3`, TensorFlow {keras3['tensorflow']}): "
+             f"`Embedding({keras3['rows']:,}, {keras3['dim']})`, `Flatten`, `Dense(1)`, `train_on_batch` on "
+             f"{keras3['batch']:,} Zipf (1.05) ids a step, each optimizer in its own process; medians over "
+             f"{keras3['blocks']} blocks of {keras3['steps_per_block']} steps, ratios to Keras 3's SGD in the same run.",
+             "", "| optimizer | step (ms) | step / Keras 3 SGD |", "|---|---|---|"]
+    for label, row in keras3["results"].items():
+        lines.append(f"| {label} | {row['step_ms']:,.2f} | {row['step_ratio']:,.2f} |")
+    results = keras3["results"]
+    counter = results["CounterSGD (Keras 3), fused op"]["step_ms"]
+    sgd, adagrad = results["SGD (Keras 3)"]["step_ms"], results["Adagrad (Keras 3)"]["step_ms"]
+    lines += ["", f"Against the targets (≤ 1.0× Keras 3 SGD, ≤ ⅓ of its Adagrad): CounterSGD is "
+              f"{counter / sgd:.2f}× Keras 3 SGD ({'met' if counter <= sgd else 'missed'}) and "
+              f"{counter / adagrad:.2f}× its Adagrad ({'met' if 3 * counter <= adagrad else 'missed'}).", ""]
+    return lines
+
+
 def first_step_sections(first_step, results_dir, readme_dir):
     settings = first_step["settings"]
     lines = ["### Time to the first training step", "",
@@ -431,8 +449,8 @@ def choose_estimate_sections(choose):
     return lines
 
 
-RESULT_FILES = ("run_all", "quality", "state_memory", "step_time", "first_step", "dynamic_scale", "embedding_size",
-                "choose_estimate")
+RESULT_FILES = ("run_all", "quality", "state_memory", "step_time", "keras3_step_time", "first_step", "dynamic_scale",
+                "embedding_size", "choose_estimate")
 
 
 def render(results_dir, readme_dir):
@@ -446,6 +464,7 @@ def render(results_dir, readme_dir):
         ("memory", (data["state_memory"] or data["quality"])
          and memory_sections(data["state_memory"], data["quality"])),
         ("step time", data["step_time"] and step_time_sections(data["step_time"], *where)),
+        ("Keras 3 step time", data["keras3_step_time"] and keras3_step_sections(data["keras3_step_time"])),
         ("first step", data["first_step"] and first_step_sections(data["first_step"], *where)),
         ("TFRA at scale", data["dynamic_scale"] and dynamic_sections(data["dynamic_scale"], *where)),
         ("embedding size", data["embedding_size"] and embedding_size_sections(data["embedding_size"], *where)),

@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 
 import tf_freqsgd
-from tf_freqsgd import dynamic
 
 SPELLINGS = {
     "python": lambda value: value,
@@ -95,6 +94,13 @@ def test_the_non_finite_policy_is_a_choice():
         tf_freqsgd.CounterSGD(non_finite="ignore")
 
 
+def tfra_glue():
+    pytest.importorskip("tensorflow_recommenders_addons")
+    from tf_freqsgd import dynamic
+
+    return dynamic
+
+
 @pytest.mark.parametrize("arguments,message", [
     ({"top_n": True}, "`top_n` must be an integer >= 0; got True"),
     ({"top_n": np.int64(-1)}, "`top_n` must be an integer >= 0"),
@@ -103,6 +109,7 @@ def test_the_non_finite_policy_is_a_choice():
     ({}, "min_count, top_n or both"),
 ])
 def test_eviction_arguments_are_checked_when_given(arguments, message):
+    dynamic = tfra_glue()
     with pytest.raises(ValueError, match=message):
         dynamic.evict(tf_freqsgd.CounterSGD(), **arguments)
     with pytest.raises(ValueError, match=message):
@@ -110,5 +117,6 @@ def test_eviction_arguments_are_checked_when_given(arguments, message):
 
 
 def test_eviction_every_n_steps_must_be_a_positive_integer():
+    dynamic = tfra_glue()
     with pytest.raises(ValueError, match="`every_n_steps` must be an integer >= 1"):
         dynamic.FrequencyEviction(top_n=2, every_n_steps=0)
