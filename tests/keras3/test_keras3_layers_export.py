@@ -47,3 +47,19 @@ def test_layers_train_save_and_export(make, tmp_path):
     served = tf.saved_model.load(str(tmp_path / "serving" / "1")).signatures["serving_default"]
     np.testing.assert_allclose(served(ids=tf.constant(ids))["score"].numpy(), model.predict(ids, verbose=0), rtol=1e-5,
                                atol=1e-6)
+
+
+def test_row_embedding_is_keras_embedding_with_a_row_read():
+    from tf_freqsgd.layers import RowEmbedding
+
+    keras.utils.set_random_seed(0)
+    row, stock = RowEmbedding(50, 4), keras.layers.Embedding(50, 4)
+    ids = np.array([[1, 7], [7, 49]])
+    row.build(ids.shape)
+    stock.build(ids.shape)
+    stock.embeddings.assign(row.embeddings.numpy())
+    np.testing.assert_array_equal(row(ids).numpy(), stock(ids).numpy())
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(row(ids))
+    assert isinstance(tape.gradient(loss, row.trainable_variables)[0], tf.IndexedSlices)
+    assert keras.layers.deserialize(keras.layers.serialize(row)).get_config() == row.get_config()

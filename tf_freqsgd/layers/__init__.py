@@ -1,5 +1,8 @@
 """Embedding layers that shrink the served table: MLET (factorised training, collapsed inference)
-and PEP (learnable pruning, then a masked retrain)."""
+and PEP (learnable pruning, then a masked retrain); and, with Keras 3, ``RowEmbedding``, an
+``Embedding`` whose lookup reads the batch's rows only."""
+
+from tf_freqsgd._compat import KERAS3, active_keras
 
 from tf_freqsgd.layers.mlet import MLETEmbedding
 from tf_freqsgd.layers.pep import (
@@ -12,12 +15,16 @@ from tf_freqsgd.layers.pep import (
     soft_threshold,
 )
 
+if active_keras() == KERAS3:
+    from tf_freqsgd.layers.row_embedding import RowEmbedding  # noqa: F401
+
 __all__ = [
     "GRANULARITIES",
     "MLETEmbedding",
     "MaskedEmbedding",
     "PEPEmbedding",
     "PEPSparsityCallback",
+    *(["RowEmbedding"] if active_keras() == KERAS3 else []),
     "initial_embeddings_path",
     "mask_path",
     "soft_threshold",
