@@ -1,16 +1,15 @@
-# Two commands on a fresh machine with python3.11, python3.12 (found through pyenv when not on
-# PATH) and a compiler: `make demo`, `make test`.
+# Two commands on a fresh machine with python3.11, python3.12 and python3.13 (found through pyenv
+# when not on PATH) and a compiler: `make demo`, `make test`.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# The second tested stack: Python 3.12, TensorFlow 2.21, Keras 3 and tf_keras 2.21, JAX.
-PYTHON312 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
-VENV312 := .venv312
-PY312 := $(VENV312)/bin/python
-STAMP312 := $(VENV312)/.installed
+# The current stack, on each of these Pythons (found through pyenv when not on PATH): TensorFlow
+# 2.21, Keras 3 and tf_keras 2.21, JAX; the core only (TFRA and TFRS are the pinned stack's).
+CURRENT_PYTHONS := 3.12 3.13
+python_for = $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/$(1)*/bin/python$(1)) $(shell command -v python$(1)))
 
-.PHONY: install install-312 demo test test-pinned test-312 clean bench-keras3 bazel-op bench-speed bench-dynamic bench bench-quick bench-embedding-size
+.PHONY: install demo test test-pinned clean bench-keras3 bazel-op bench-speed bench-dynamic bench bench-quick bench-embedding-size
 
 install: $(STAMP)
 
@@ -31,8 +30,8 @@ demo: install
 	$(PY) examples/movielens_retrieval.py --export_dir=$(DEMO_DIR)/retrieval/1 --metrics_json=$(DEMO_DIR)/retrieval_metrics.json
 	env -u TF_USE_LEGACY_KERAS $(PY) examples/serve_demo.py --export_dir=$(DEMO_DIR)/retrieval/1 --users=0,1,2
 
-# Both stacks (about 10 minutes on 2 cores after the installs).
-test: test-pinned test-312
+# Every tested stack (about 15 minutes on 2 cores after the installs).
+test: test-pinned $(addprefix test-,$(CURRENT_PYTHONS))
 
 # The pinned stack: everything on tf_keras (TFRA, TFRS, examples, benchmarks), then the Keras 3
 # front on its TensorFlow 2.16.
@@ -40,34 +39,35 @@ test-pinned: install
 	TF_USE_LEGACY_KERAS=1 $(PY) -m pytest -q tests
 	TF_USE_LEGACY_KERAS=0 $(PY) -m pytest -q tests/keras3
 
-# The current stack: the core on Keras 3 (TensorFlow and JAX backends) and on tf_keras 2.21.
+# The current stack on Python 3.X (make test-3.12): the core on Keras 3 (TensorFlow and JAX
+# backends) and on tf_keras 2.21, in .venv3.X.
 CORE_TESTS := tests/optimizers tests/ops/test_fused_op.py tests/ops/test_loader.py tests/test_import.py \
 	tests/reliability/test_counter_limits.py tests/reliability/test_step_checks.py \
 	tests/reliability/test_arguments.py tests/reliability/test_restore_settings.py
-test-312: install-312
-	TF_USE_LEGACY_KERAS=0 $(PY312) -m pytest -q tests/keras3
-	TF_USE_LEGACY_KERAS=0 KERAS_BACKEND=jax $(PY312) -m pytest -q tests/keras3
-	TF_USE_LEGACY_KERAS=1 $(PY312) -m pytest -q $(CORE_TESTS)
+test-%: install-%
+	TF_USE_LEGACY_KERAS=0 .venv$*/bin/python -m pytest -q tests/keras3
+	TF_USE_LEGACY_KERAS=0 KERAS_BACKEND=jax .venv$*/bin/python -m pytest -q tests/keras3
+	TF_USE_LEGACY_KERAS=1 .venv$*/bin/python -m pytest -q $(CORE_TESTS)
 
-install-312: $(STAMP312)
+install-%: .venv%/.installed ;
 
-$(STAMP312): requirements-keras3.txt setup.py $(wildcard tf_freqsgd/cc/*/*)
-	@test -n "$(PYTHON312)" || { echo "make test needs Python 3.12 for its second stack: set PYTHON312=/path/to/python3.12" >&2; exit 1; }
-	test -x $(PY312) || $(PYTHON312) -m venv $(VENV312)
-	$(PY312) -m pip install -q --upgrade pip
-	$(PY312) -m pip install -q -r requirements-keras3.txt
-	$(PY312) -m pip install -q --no-deps --no-build-isolation -e .
-	touch $(STAMP312)
+.venv%/.installed: requirements-keras3.txt setup.py $(wildcard tf_freqsgd/cc/*/*)
+	@test -n "$(call python_for,$*)" || { echo "make test needs Python $* for the current stack: install it (pyenv install $*)" >&2; exit 1; }
+	test -x .venv$*/bin/python || $(call python_for,$*) -m venv .venv$*
+	.venv$*/bin/python -m pip install -q --upgrade pip
+	.venv$*/bin/python -m pip install -q -r requirements-keras3.txt
+	.venv$*/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
 
 # Step and update time of every optimizer on 1M x 64 and 10M x 16 tables (about 10 minutes);
 # writes benchmarks/results/step_time.{json,png} and prints the README's table.
 bench-speed: install
 	$(PY) benchmarks/step_time.py
 
-# Step time with Keras 3 against its own SGD and Adagrad, on the current stack (.venv312, TF 2.21);
+# Step time with Keras 3 against its own SGD and Adagrad, on the current stack (.venv3.12, TF 2.21);
 # writes benchmarks/results/keras3_step_time.json (a few minutes).
-bench-keras3: install-312
-	$(PY312) benchmarks/keras3_step_time.py
+bench-keras3: install-3.12
+	.venv3.12/bin/python benchmarks/keras3_step_time.py
 
 # Every benchmark, each in its own process (about 30 minutes on 2 cores), then README.md's results
 # section regenerated from benchmarks/results/*.json (benchmarks/run_all.py).
@@ -97,4 +97,4 @@ bazel-op: install
 	install -D -m 0755 build/bazel-bin/_freqsgd_ops.so build/bazel-op/_freqsgd_ops.so
 
 clean:
-	rm -rf $(VENV) $(VENV312) build *.egg-info
+	rm -rf $(VENV) $(addprefix .venv,$(CURRENT_PYTHONS)) build *.egg-info
