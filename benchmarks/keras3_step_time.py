@@ -1,7 +1,7 @@
 """Time per training step with Keras 3 (and tf_keras in the same environment), as a ratio to Keras 3's
 SGD in the same run.
 
-Run: `make bench-keras3` (`.venv312/bin/python benchmarks/keras3_step_time.py`: TensorFlow 2.21;
+Run: `make bench-keras3` (`.venv3.12/bin/python benchmarks/keras3_step_time.py`: TensorFlow 2.21;
 `--quick`: a 100K-row table, few steps). A model of one `Embedding(rows, dim)` table (Keras' own,
 or `tf_freqsgd.layers.RowEmbedding`), a `Flatten` and a `Dense(1)`, trained with `train_on_batch`
 on batches of `batch` Zipf (1.05) ids; each optimizer in its own process (Keras 3 and tf_keras cannot share one), each figure the median of
