@@ -14,6 +14,7 @@ from tf_freqsgd.layers.pep import (
     mask_path,
     soft_threshold,
 )
+from tf_freqsgd.layers.static_embedding import StaticEmbedding
 
 if active_keras() == KERAS3:
     from tf_freqsgd.layers.row_embedding import RowEmbedding  # noqa: F401
@@ -24,6 +25,7 @@ __all__ = [
     "MaskedEmbedding",
     "PEPEmbedding",
     "PEPSparsityCallback",
+    "StaticEmbedding",
     *(["RowEmbedding"] if active_keras() == KERAS3 else []),
     "initial_embeddings_path",
     "mask_path",

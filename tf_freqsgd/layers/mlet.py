@@ -24,6 +24,7 @@ tables.
 import tensorflow as tf
 
 from tf_freqsgd.layers import common
+from tf_freqsgd.layers.static_embedding import StaticEmbedding
 
 # The reference implementation draws the projection from N(0, 0.25^2).
 PROJECTION_STDDEV = 0.25
@@ -99,7 +100,7 @@ class MLETEmbedding(tf.keras.layers.Layer):
 
     def collapse(self):
         """The inference layer: a plain ``tf.keras.layers.Embedding(input_dim, output_dim)`` holding
-        ``A @ B`` (for a dynamic table, a ``tf_freqsgd.export.StaticEmbedding`` of the projected
+        ``A @ B`` (for a dynamic table, a ``tf_freqsgd.layers.StaticEmbedding`` of the projected
         rows, keyed by id), of this layer's name. Its lookups equal this layer's outputs."""
         self._require_built("collapse")
         if self.dynamic_table:
@@ -107,7 +108,7 @@ class MLETEmbedding(tf.keras.layers.Layer):
 
             keys, rows, default_row = serving.frozen_table(self.inner_table)
             projection = self.projection.numpy()
-            return serving.StaticEmbedding(keys, rows @ projection, default_row @ projection,
+            return StaticEmbedding(keys, rows @ projection, default_row @ projection,
                                            name=self.name, dtype=self.dtype)
         return common.embedding_holding(self.collapsed_table(), name=self.name, dtype=self.dtype)
 
