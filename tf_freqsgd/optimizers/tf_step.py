@@ -19,14 +19,19 @@ def in_xla_context():
 def fused_ops_for(variable):
     """The fused-op module when it can update ``variable`` here, else None (pure-TF path).
 
-    Not inside XLA (it cannot compile a custom op), not for TFRA tables, and for GPU variables
-    only when the library holds the CUDA kernels.
+    Not inside XLA (it cannot compile a custom op), not for TFRA tables, for GPU variables only
+    when the library holds the CUDA kernels, and under ``ParameterServerStrategy`` only with
+    ``TF_FREQSGD_OPS=custom``: the update runs on the parameter servers, which have the op only when
+    started with ``python -m tf_freqsgd.server``.
     """
     if variable.dtype.base_dtype not in _FUSED_DTYPES or row_storage.is_dynamic(variable):
         return None
     if "GPU" in (variable.device or "").upper() and not fused.gpu_kernels_available():
         return None
     if in_xla_context():
+        return None
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.experimental.ParameterServerStrategy) and not (
+            fused.custom_op_requested()):
         return None
     return fused.fused_ops()
 

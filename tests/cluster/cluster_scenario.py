@@ -1,0 +1,110 @@
+"""One training run for test_clusters.py, in a process of its own: one device, MirroredStrategy over
+two logical CPUs, one worker of a MultiWorkerMirroredStrategy (TF_CONFIG), or the coordinator of a
+ParameterServerStrategy (TF_CONFIG names servers started by the test). Writes the model's weights and
+the optimizer's counters to an npz file (worker 0 / the coordinator only).
+
+The data is fixed and unshuffled: 6 global batches of 64, so every strategy sees the same steps.
+"""
+
+import argparse
+import itertools
+import json
+import os
+
+import numpy as np
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tf_freqsgd  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+VOCAB, WIDTH, GLOBAL_BATCH, STEPS = 1000, 8, 64, 6
+
+OPTIMIZERS = {
+    "CounterSGD": lambda: tf_freqsgd.CounterSGD(0.5, momentum=0.5),
+    "CounterSGD_halflife": lambda: tf_freqsgd.CounterSGD(0.5, counter_halflife=3.0, counting="presence"),
+    "RowwiseAdagradCounter": lambda: tf_freqsgd.RowwiseAdagradCounter(0.5),
+}
+
+
+def data():
+    rng = np.random.default_rng(0)
+    ids = np.minimum(rng.zipf(1.3, (GLOBAL_BATCH * STEPS, 3)), VOCAB) - 1
+    return ids.astype(np.int64), rng.normal(size=(GLOBAL_BATCH * STEPS, 1)).astype(np.float32)
+
+
+def build(optimizer_name):
+    tf.keras.utils.set_random_seed(0)
+    ids = tf.keras.Input((3,), dtype=tf.int64)
+    rows = tf.keras.layers.Embedding(VOCAB, WIDTH, name="items")(ids)
+    score = tf.keras.layers.Dense(1)(tf.keras.layers.GlobalAveragePooling1D()(rows))
+    model = tf.keras.Model(ids, score)
+    # The same starting weights however the variables are sharded (initializers draw per shard).
+    rng = np.random.default_rng(1)
+    values = iter([rng.uniform(-0.1, 0.1, shape).astype(np.float32) for shape in ((VOCAB, WIDTH), (WIDTH, 1), (1,))])
+    for _, shards in itertools.groupby(model.weights, key=lambda v: v.name.split("/part_")[0]):
+        value, offset = next(values), 0
+        for shard in shards:
+            shard.assign(value[offset:offset + shard.shape[0]])
+            offset += shard.shape[0]
+    model.compile(OPTIMIZERS[optimizer_name](), "mse")
+    return model
+
+
+def strategy_of(kind, partitions):
+    if kind == "one":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    if kind == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    partitioner = tf.distribute.experimental.partitioners.FixedShardsPartitioner(partitions) if partitions else None
+    return tf.distribute.experimental.ParameterServerStrategy(resolver, variable_partitioner=partitioner)
+
+
+def table_rows(model):
+    """The embedding table's variables (its shards in order, under a partitioner)."""
+    return [v for v in model.trainable_variables if "items" in v.name]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--strategy", choices=["one", "mirrored", "multi_worker", "parameter_server"], required=True)
+    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), required=True)
+    parser.add_argument("--partitions", type=int, default=0)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+
+    strategy = strategy_of(args.strategy, args.partitions)
+    with strategy.scope():
+        model = build(args.optimizer)
+    ids, labels = data()
+    if args.strategy == "parameter_server":
+        def dataset_fn(_):
+            return tf.data.Dataset.from_tensor_slices((ids, labels)).batch(GLOBAL_BATCH).repeat()
+
+        model.fit(tf.keras.utils.experimental.DatasetCreator(dataset_fn), epochs=1, steps_per_epoch=STEPS, verbose=0)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((ids, labels)).batch(GLOBAL_BATCH)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        model.fit(dataset.with_options(options), epochs=1, verbose=0)
+
+    optimizer = model.optimizer
+    shards = table_rows(model)
+    record = {
+        "table": np.concatenate([v.numpy() for v in shards]),
+        "counts": np.concatenate([optimizer.counts(v).numpy() for v in shards]),
+        "dense": np.concatenate([v.numpy().ravel() for v in model.trainable_variables if "items" not in v.name]),
+        "applied_steps": np.array(int(optimizer.applied_steps.numpy())),
+        "shards": np.array(len(shards)),
+    }
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    if task.get("index", 0) == 0:
+        np.savez(args.out, **record)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Distributed training reproduces one-process training (weights to 1e-6, counters exactly):
+MirroredStrategy over two logical CPUs, MultiWorkerMirroredStrategy over two processes on the global
+batch, and ParameterServerStrategy with one worker and two parameter servers (a 2-shard table, its
+counters and accumulators sharded with it), the servers started by ``python -m tf_freqsgd.server``.
+Every process runs on localhost, is started here and stopped here by its pid, with a bounded time."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tf_freqsgd.server import free_ports, local_cluster
+
+SCRIPT = pathlib.Path(__file__).with_name("cluster_scenario.py")
+TIMEOUT = 300
+OPTIMIZERS = ["CounterSGD", "CounterSGD_halflife", "RowwiseAdagradCounter"]
+
+
+def start(strategy, optimizer, out, env=None, partitions=0):
+    command = [sys.executable, str(SCRIPT), f"--strategy={strategy}", f"--optimizer={optimizer}", f"--out={out}",
+               f"--partitions={partitions}"]
+    return subprocess.Popen(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(*processes):
+    try:
+        for process in processes:
+            _, err = process.communicate(timeout=TIMEOUT)
+            assert process.returncode == 0, err[-3000:]
+    finally:
+        for process in processes:
+            process.kill()  # their own handles: a no-op once they have exited
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("one_process")
+    processes = {name: start("one", name, directory / f"{name}.npz") for name in OPTIMIZERS}
+    finish(*processes.values())
+    return {name: dict(np.load(directory / f"{name}.npz")) for name in OPTIMIZERS}
+
+
+def assert_reproduces(result, expected):
+    np.testing.assert_allclose(result["table"], expected["table"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(result["dense"], expected["dense"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(result["counts"], expected["counts"])
+    assert int(result["applied_steps"]) == int(expected["applied_steps"]) == 6
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_mirrored_over_two_devices(optimizer, one_process, tmp_path):
+    finish(start("mirrored", optimizer, tmp_path / "out.npz"))
+    assert_reproduces(dict(np.load(tmp_path / "out.npz")), one_process[optimizer])
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_multi_worker_mirrored_over_two_processes(optimizer, one_process, tmp_path):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    workers = [start("multi_worker", optimizer, tmp_path / "out.npz",
+                     env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})})
+               for index in range(2)]
+    finish(*workers)
+    assert_reproduces(dict(np.load(tmp_path / "out.npz")), one_process[optimizer])
+
+
+@pytest.mark.parametrize("ops", ["tf", "custom"], ids=["pure_tf_on_servers", "fused_op_on_servers"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_parameter_servers_with_one_worker(optimizer, ops, one_process, tmp_path):
+    with local_cluster(num_ps=2, num_workers=1) as cluster:
+        coordinator = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}}),
+                       "TF_FREQSGD_OPS": ops}
+        finish(start("parameter_server", optimizer, tmp_path / "out.npz", env=coordinator, partitions=2))
+    result = dict(np.load(tmp_path / "out.npz"))
+    assert int(result["shards"]) == 2
+    assert_reproduces(result, one_process[optimizer])
+
+
+# A stock TensorFlow server: no fused op.
+PLAIN_SERVER = ("import json, os, tensorflow as tf; c = json.loads(os.environ['TF_CONFIG']); "
+                "s = tf.distribute.Server(tf.train.ClusterSpec(c['cluster']), job_name=c['task']['type'], "
+                "task_index=c['task']['index'], protocol='grpc', start=True); print('listening', flush=True); s.join()")
+
+
+def test_plain_tensorflow_servers_train_on_the_pure_tf_path(one_process, tmp_path):
+    """TF_FREQSGD_OPS=auto under ParameterServerStrategy keeps to ops every server has."""
+    with local_cluster(num_ps=2, num_workers=1, command=[sys.executable, "-c", PLAIN_SERVER]) as cluster:
+        coordinator = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}}),
+                       "TF_FREQSGD_OPS": "auto"}
+        finish(start("parameter_server", "CounterSGD", tmp_path / "out.npz", env=coordinator, partitions=2))
+    assert_reproduces(dict(np.load(tmp_path / "out.npz")), one_process["CounterSGD"])
