@@ -75,13 +75,20 @@ def main():
     parser.add_argument("--optimizer", choices=list(OPTIMIZERS), required=True)
     parser.add_argument("--partitions", type=int, default=0)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--save_to", help="Writes a checkpoint here after training.")
+    parser.add_argument("--restore_from", help="Restores this checkpoint and trains no step.")
     args = parser.parse_args()
 
     strategy = strategy_of(args.strategy, args.partitions)
     with strategy.scope():
         model = build(args.optimizer)
+        if args.restore_from:
+            model.optimizer.build(model.trainable_variables)
     ids, labels = data()
-    if args.strategy == "parameter_server":
+    if args.restore_from:
+        # (expect_partial: a written checkpoint has no save_counter; the test compares every value.)
+        tf.train.Checkpoint(model=model).restore(args.restore_from).expect_partial()
+    elif args.strategy == "parameter_server":
         def dataset_fn(_):
             return tf.data.Dataset.from_tensor_slices((ids, labels)).batch(GLOBAL_BATCH).repeat()
 
@@ -92,6 +99,8 @@ def main():
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         model.fit(dataset.with_options(options), epochs=1, verbose=0)
 
+    if args.save_to:
+        tf.train.Checkpoint(model=model).write(args.save_to)
     optimizer = model.optimizer
     shards = table_rows(model)
     record = {

@@ -20,9 +20,9 @@ TIMEOUT = 300
 OPTIMIZERS = ["CounterSGD", "CounterSGD_halflife", "RowwiseAdagradCounter"]
 
 
-def start(strategy, optimizer, out, env=None, partitions=0):
+def start(strategy, optimizer, out, env=None, partitions=0, *extra):
     command = [sys.executable, str(SCRIPT), f"--strategy={strategy}", f"--optimizer={optimizer}", f"--out={out}",
-               f"--partitions={partitions}"]
+               f"--partitions={partitions}", *extra]
     return subprocess.Popen(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -72,9 +72,7 @@ def test_multi_worker_mirrored_over_two_processes(optimizer, one_process, tmp_pa
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_parameter_servers_with_one_worker(optimizer, ops, one_process, tmp_path):
     with local_cluster(num_ps=2, num_workers=1) as cluster:
-        coordinator = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}}),
-                       "TF_FREQSGD_OPS": ops}
-        finish(start("parameter_server", optimizer, tmp_path / "out.npz", env=coordinator, partitions=2))
+        finish(start("parameter_server", optimizer, tmp_path / "out.npz", env=ps_coordinator(cluster, ops), partitions=2))
     result = dict(np.load(tmp_path / "out.npz"))
     assert int(result["shards"]) == 2
     assert_reproduces(result, one_process[optimizer])
@@ -89,7 +87,29 @@ PLAIN_SERVER = ("import json, os, tensorflow as tf; c = json.loads(os.environ['T
 def test_plain_tensorflow_servers_train_on_the_pure_tf_path(one_process, tmp_path):
     """TF_FREQSGD_OPS=auto under ParameterServerStrategy keeps to ops every server has."""
     with local_cluster(num_ps=2, num_workers=1, command=[sys.executable, "-c", PLAIN_SERVER]) as cluster:
-        coordinator = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}}),
-                       "TF_FREQSGD_OPS": "auto"}
-        finish(start("parameter_server", "CounterSGD", tmp_path / "out.npz", env=coordinator, partitions=2))
+        finish(start("parameter_server", "CounterSGD", tmp_path / "out.npz", env=ps_coordinator(cluster), partitions=2))
     assert_reproduces(dict(np.load(tmp_path / "out.npz")), one_process["CounterSGD"])
+
+
+def ps_coordinator(cluster, ops="auto"):
+    return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}}), "TF_FREQSGD_OPS": ops}
+
+
+@pytest.mark.parametrize("optimizer", ["CounterSGD", "RowwiseAdagradCounter"])
+def test_a_cluster_checkpoint_restores_into_one_process_and_into_other_shards(optimizer, tmp_path):
+    """Saved from 2 parameter-server shards; restored exactly into one process and into 3 shards
+    (tables, counters, accumulators and momentum re-sharded)."""
+    checkpoint = str(tmp_path / "ckpt")
+    with local_cluster(num_ps=2, num_workers=1) as cluster:
+        finish(start("parameter_server", optimizer, tmp_path / "trained.npz", ps_coordinator(cluster), 2,
+                     f"--save_to={checkpoint}"))
+    trained = dict(np.load(tmp_path / "trained.npz"))
+    finish(start("one", optimizer, tmp_path / "one.npz", None, 0, f"--restore_from={checkpoint}"))
+    with local_cluster(num_ps=3, num_workers=1) as cluster:
+        finish(start("parameter_server", optimizer, tmp_path / "three.npz", ps_coordinator(cluster), 3,
+                     f"--restore_from={checkpoint}"))
+    for name in ("one", "three"):
+        restored = dict(np.load(tmp_path / f"{name}.npz"))
+        for key in ("table", "dense", "counts", "applied_steps"):
+            np.testing.assert_array_equal(restored[key], trained[key], err_msg=f"{name}: {key}")
+    assert int(dict(np.load(tmp_path / "three.npz"))["shards"]) == 3

@@ -13,7 +13,8 @@ import os
 import warnings
 
 import tensorflow as tf
-from tensorflow.python.framework import kernels
+
+from tf_freqsgd import _tf_internals
 
 PATH_ENV = "TF_FREQSGD_OPS"
 LIBRARY_ENV = "TF_FREQSGD_OPS_LIBRARY"
@@ -93,5 +94,4 @@ def gpu_kernels_available():
     """True when the loaded library holds the CUDA kernels (setup.py built it with nvcc)."""
     if not custom_op_available():
         return False
-    registered = kernels.get_registered_kernels_for_op("ResourceSparseApplyCounterSGD").kernel
-    return any(kernel.device_type == "GPU" for kernel in registered)
+    return "GPU" in _tf_internals.registered_kernel_devices("ResourceSparseApplyCounterSGD")

@@ -17,7 +17,8 @@ and write such a table by local row, as they do a ``tf.Variable`` by row index.
 import sys
 
 import tensorflow as tf
-from tensorflow.python.ops import variable_scope
+
+from tf_freqsgd import _tf_internals
 
 
 def is_table(state):
@@ -37,10 +38,7 @@ def layer_table_exists(layer_name):
     """True when this process already holds the table of a TFRA ``Embedding`` layer named
     ``layer_name``: a new layer of that name would share it, or fail to make its own."""
     table = f"{layer_name}-parameter" if layer_name else "EmbeddingParameter"
-    try:  # TFRA's de.get_variable keeps its tables in TensorFlow's v1 variable store
-        return table in variable_scope._get_default_variable_store()._vars
-    except AttributeError:
-        return False
+    return table in _tf_internals.variable_store_names()  # where TFRA's de.get_variable keeps tables
 
 
 def dynamic_embedding():

@@ -3,8 +3,8 @@ TensorFlow: the all-or-nothing checks around the whole step, and one variable's 
 TensorFlow ops."""
 
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util
 
+from tf_freqsgd import _tf_internals
 from tf_freqsgd import ops as fused
 from tf_freqsgd.optimizers import row_storage, sparse_rows, step_checks
 from tf_freqsgd.optimizers.array_ops import TENSORFLOW
@@ -12,8 +12,7 @@ from tf_freqsgd.optimizers.array_ops import TENSORFLOW
 _FUSED_DTYPES = (tf.float32, tf.float16, tf.bfloat16)
 
 
-def in_xla_context():
-    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+in_xla_context = _tf_internals.in_xla_context
 
 
 def fused_ops_for(variable):

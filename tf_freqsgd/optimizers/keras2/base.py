@@ -12,7 +12,7 @@ counter or step count is written (see that module, and the README's "Guarantees"
 import tensorflow as tf
 import tf_keras
 
-from tf_freqsgd import _compat, arguments
+from tf_freqsgd import _compat, _tf_internals, arguments
 from tf_freqsgd.optimizers import row_storage as dynamic
 from tf_freqsgd.optimizers import frequency_rule, settings, step_checks, tf_step
 
@@ -60,7 +60,10 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         super().build(var_list)
         if getattr(self, "_built", False):
             return
-        self._slots = [self._create_slots(variable) for variable in var_list]
+        # Each shard of a partitioned table gets its own row state; checkpoints see them joined
+        # (`_variables`), so a checkpoint restores into another number of shards.
+        self._row_shards = self._no_dependency({})
+        self._slots = self._no_dependency([self._create_slots(variable) for variable in var_list])
         # Each dynamic embedding's TFRA trainable and this optimizer's width-1 tables for it, by
         # table name: what eviction and the size reports work on.
         # (NoDependency: the tables are tracked once, where they are made.)
@@ -113,14 +116,23 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
                 name=f"{name}/{model_variable._shared_name}",
                 trainable=False,
             )
-        self._variables.append(variable)
+        table = _tf_internals.sharded_container(model_variable) if per_row else None
+        if table is None:
+            self._variables.append(variable)
+            return variable
+        # A shard of a partitioned table: the row state is checkpointed as one ShardedVariable of
+        # the same partitioning, made once every shard's part exists (as tf_keras does for slots).
+        shards = self._row_shards.setdefault((id(table), name), [])
+        shards.append(variable)
+        if len(shards) == len(table.variables):
+            self._variables.append(_tf_internals.ShardedVariable(shards))
         return variable
 
     def _internal_apply_gradients(self, grads_and_vars):
         # Here rather than in apply_gradients, which TFRA's wrapper replaces. The checks and the
         # skip decision run where the updates do: in the cross-replica context under a strategy
         # that merges (a cond around a merge_call is not allowed), else in the replica's.
-        return tf.__internal__.distribute.interim.maybe_merge_call(
+        return _tf_internals.maybe_merge_call(
             self._checked_apply, self._distribution_strategy, list(grads_and_vars))
 
     def _checked_apply(self, distribution, grads_and_vars):

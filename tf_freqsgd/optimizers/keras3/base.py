@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_freqsgd import _compat, arguments
+from tf_freqsgd import _compat, _tf_internals, arguments
 from tf_freqsgd.optimizers import frequency_rule, settings, step_checks, tf_step
 from tf_freqsgd.optimizers.array_ops import TENSORFLOW, jax_ops
 
@@ -144,7 +144,7 @@ class FrequencyAwareOptimizer(keras.optimizers.Optimizer):
             return self._jax_update_step(grads, trainable_variables, learning_rate)
         grads_and_vars = self._all_reduce_sum_gradients(
             list(zip(grads, [_tf_variable(v) for v in trainable_variables])))
-        tf.__internal__.distribute.interim.maybe_merge_call(
+        _tf_internals.maybe_merge_call(
             self._checked_update, tf.distribute.get_strategy(), grads_and_vars, learning_rate)
 
     def _checked_update(self, distribution, grads_and_vars, learning_rate):
