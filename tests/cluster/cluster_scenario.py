@@ -32,9 +32,26 @@ def data():
     return ids.astype(np.int64), rng.normal(size=(GLOBAL_BATCH * STEPS, 1)).astype(np.float32)
 
 
-def build(optimizer_name):
+def ps_tasks():
+    """The parameter servers of TF_CONFIG's cluster, as devices."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    return [f"/job:ps/replica:0/task:{index}" for index in range(len(cluster.get("ps", [])))]
+
+
+def build(optimizer_name, dynamic=False):
     tf.keras.utils.set_random_seed(0)
     ids = tf.keras.Input((3,), dtype=tf.int64)
+    if dynamic:
+        from tensorflow_recommenders_addons import dynamic_embedding as de
+
+        # A constant initializer: TFRA draws a missing id's row anew at each lookup.
+        embedding = de.keras.layers.Embedding(WIDTH, initializer=tf.keras.initializers.Constant(0.05), name="items",
+                                              devices=ps_tasks() or None)
+        score = tf.keras.layers.Dense(1, kernel_initializer="ones")(
+            tf.keras.layers.GlobalAveragePooling1D()(embedding(ids)))
+        model = tf.keras.Model(ids, score)
+        model.compile(OPTIMIZERS[optimizer_name](), "mse")
+        return model
     rows = tf.keras.layers.Embedding(VOCAB, WIDTH, name="items")(ids)
     score = tf.keras.layers.Dense(1)(tf.keras.layers.GlobalAveragePooling1D()(rows))
     model = tf.keras.Model(ids, score)
@@ -69,6 +86,21 @@ def table_rows(model):
     return [v for v in model.trainable_variables if "items" in v.name]
 
 
+def dynamic_record(model):
+    """The TFRA table's keys and rows, the counters by key and the counter tables' devices."""
+    embedding = model.get_layer("items")
+    keys, rows = embedding.params.export()
+    order = np.argsort(keys.numpy())
+    keys = keys.numpy()[order]
+    counter = model.optimizer.row_state(embedding.params)["counter"]
+    return {"keys": keys, "table": rows.numpy()[order],
+            "counts": model.optimizer.counts(embedding.params, tf.constant(keys)).numpy(),
+            "dense": np.concatenate([v.numpy().ravel() for v in model.layers[-1].weights]),
+            "applied_steps": np.array(int(model.optimizer.applied_steps.numpy())),
+            "table_devices": np.array(sorted(embedding.params.devices)),
+            "counter_devices": np.array(sorted(counter.devices))}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--strategy", choices=["one", "mirrored", "multi_worker", "parameter_server"], required=True)
@@ -77,11 +109,13 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--save_to", help="Writes a checkpoint here after training.")
     parser.add_argument("--restore_from", help="Restores this checkpoint and trains no step.")
+    parser.add_argument("--dynamic", action="store_true", help="A TFRA table (on the parameter servers).")
+    parser.add_argument("--export_to", help="Exports the trained model for serving here.")
     args = parser.parse_args()
 
     strategy = strategy_of(args.strategy, args.partitions)
     with strategy.scope():
-        model = build(args.optimizer)
+        model = build(args.optimizer, args.dynamic)
         if args.restore_from:
             model.optimizer.build(model.trainable_variables)
     ids, labels = data()
@@ -102,6 +136,13 @@ def main():
     if args.save_to:
         tf.train.Checkpoint(model=model).write(args.save_to)
     optimizer = model.optimizer
+    if args.export_to:
+        from tf_freqsgd.export import export_for_serving
+
+        export_for_serving(model, args.export_to)
+    if args.dynamic:
+        np.savez(args.out, **dynamic_record(model))
+        return
     shards = table_rows(model)
     record = {
         "table": np.concatenate([v.numpy() for v in shards]),

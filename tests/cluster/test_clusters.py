@@ -113,3 +113,28 @@ def test_a_cluster_checkpoint_restores_into_one_process_and_into_other_shards(op
         for key in ("table", "dense", "counts", "applied_steps"):
             np.testing.assert_array_equal(restored[key], trained[key], err_msg=f"{name}: {key}")
     assert int(dict(np.load(tmp_path / "three.npz"))["shards"]) == 3
+
+
+def test_tfra_tables_on_the_parameter_servers_train_as_in_one_process_and_export(tmp_path):
+    """A TFRA table whose devices are the PS tasks, its counter table on the same tasks; the
+    trained model exported for serving from the coordinator loads in stock TensorFlow."""
+    pytest.importorskip("tensorflow_recommenders_addons")
+    finish(start("one", "CounterSGD", tmp_path / "one.npz", None, 0, "--dynamic"))
+    with local_cluster(num_ps=2, num_workers=1) as cluster:
+        finish(start("parameter_server", "CounterSGD", tmp_path / "ps.npz", ps_coordinator(cluster), 0, "--dynamic",
+                     f"--export_to={tmp_path / 'serving' / '1'}"))
+    one, ps = dict(np.load(tmp_path / "one.npz")), dict(np.load(tmp_path / "ps.npz"))
+    np.testing.assert_array_equal(ps["keys"], one["keys"])
+    np.testing.assert_allclose(ps["table"], one["table"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(ps["counts"], one["counts"])
+    assert list(ps["table_devices"]) == list(ps["counter_devices"]) == [
+        "/job:ps/replica:0/task:0", "/job:ps/replica:0/task:1"]
+    served = subprocess.run(
+        [sys.executable, "-c", "import sys, numpy as np, tensorflow as tf; f = tf.saved_model.load(sys.argv[1])"
+         ".signatures['serving_default']; print(list(f(**{k: tf.constant([[5, 7, 9]], v.dtype) for k, v in "
+         "f.structured_input_signature[1].items()}).values())[0].numpy().ravel()[0])", str(tmp_path / "serving" / "1")],
+        capture_output=True, text=True, timeout=TIMEOUT, env={k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"})
+    assert served.returncode == 0, served.stderr[-3000:]
+    rows = [one["table"][list(one["keys"]).index(k)] if k in one["keys"] else np.full(8, 0.05) for k in (5, 7, 9)]
+    expected = np.mean(rows, axis=0) @ one["dense"][:8] + one["dense"][8]
+    assert float(served.stdout.strip().splitlines()[-1]) == pytest.approx(expected, rel=1e-5)
