@@ -23,6 +23,8 @@ OPTIMIZERS = {
     "CounterSGD": lambda: tf_freqsgd.CounterSGD(0.5, momentum=0.5),
     "CounterSGD_halflife": lambda: tf_freqsgd.CounterSGD(0.5, counter_halflife=3.0, counting="presence"),
     "RowwiseAdagradCounter": lambda: tf_freqsgd.RowwiseAdagradCounter(0.5),
+    "FrequencySGD": lambda: tf_freqsgd.FrequencySGD({"items/embeddings": np.linspace(0.01, 2.0, VOCAB)}, 0.5,
+                                                    estimate="count", momentum=0.5),
 }
 
 
@@ -146,7 +148,8 @@ def main():
     shards = table_rows(model)
     record = {
         "table": np.concatenate([v.numpy() for v in shards]),
-        "counts": np.concatenate([optimizer.counts(v).numpy() for v in shards]),
+        "counts": np.concatenate([optimizer.counts(v).numpy() for v in shards]) if hasattr(optimizer, "counts")
+        else np.zeros(0),
         "dense": np.concatenate([v.numpy().ravel() for v in model.trainable_variables if "items" not in v.name]),
         "applied_steps": np.array(int(optimizer.applied_steps.numpy())),
         "shards": np.array(len(shards)),

@@ -1,9 +1,12 @@
 """FrequencySGD for tf_keras (the maths: ``tf_freqsgd.optimizers.frequency_sgd``)."""
 
+import re
+
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tf_freqsgd import _tf_internals
 from tf_freqsgd.optimizers import row_storage as dynamic
 from tf_freqsgd.optimizers.frequency_sgd import FrequencySGDDefinition, check_values, plain_name
 from tf_freqsgd.optimizers.keras2.base import FrequencyAwareOptimizer
@@ -13,8 +16,25 @@ from tf_freqsgd.optimizers.row_storage import gather_rows
 
 def _table_name(variable):
     """The name ``frequencies`` uses for a variable: a dynamic table's own name
-    (``layer.params.name``), else the variable's."""
-    return variable.params.name if dynamic.is_dynamic(variable) else plain_name(variable.name)
+    (``layer.params.name``), a partitioned table's (not its shard's), else the variable's."""
+    if dynamic.is_dynamic(variable):
+        return variable.params.name
+    name = plain_name(variable.name)
+    # A shard is "<table>/part_<k>".
+    return re.sub(r"/part_\d+$", "", name) if _tf_internals.sharded_container(variable) is not None else name
+
+
+def _shard_rows(variable, values):
+    """The part of a whole table's ``values`` that a shard of it holds (all of them otherwise)."""
+    table = _tf_internals.sharded_container(variable)
+    if table is None:
+        return values
+    offset = 0
+    for shard in table.variables:
+        if shard is variable:
+            return values[offset:offset + shard.shape[0]]
+        offset += shard.shape[0]
+    raise ValueError(f"{variable.name} is not a shard of {table.name}.")
 
 
 @tf_keras.utils.register_keras_serializable(package="tf_freqsgd")
@@ -33,10 +53,14 @@ class FrequencySGD(FrequencySGDDefinition, ScaledSGD, FrequencyAwareOptimizer):
         if dynamic.is_dynamic(variable):
             slots, values = self._dynamic_frequency_table(name, variable, given)
         else:
-            values = np.asarray(given, dtype=np.float64)
-            check_values(name, values, (variable.shape[0] if variable.shape.rank else None,))
-            slots = {"frequency": self.add_row_variable(variable, "frequency", initial_value=values)}
-        self._tabled_names.append(name)
+            whole = np.asarray(given, dtype=np.float64)
+            table = _tf_internals.sharded_container(variable) or variable
+            check_values(name, whole, (table.shape[0] if table.shape.rank else None,))
+            slots = {"frequency": self.add_row_variable(variable, "frequency",
+                                                        initial_value=_shard_rows(variable, whole))}
+            values = whole  # the largest count is the whole table's
+        if name not in self._tabled_names:
+            self._tabled_names.append(name)
         if self.rule.estimate == "count":
             slots["max_count"] = self.add_row_variable(
                 variable, "max_count", initial_value=values.max(), per_row=False
