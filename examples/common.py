@@ -25,13 +25,15 @@ from absl import app, flags, logging  # noqa: E402
 
 from tf_freqsgd.data import DATASETS, as_dataset, load_movielens, train_val_test_split  # noqa: E402
 from tf_freqsgd.layers import PEPSparsityCallback  # noqa: E402
-from tf_freqsgd.models import embeddings, row_state, training  # noqa: E402
+from tf_freqsgd.models import distribute, embeddings, row_state, training  # noqa: E402
 
 FLAGS = flags.FLAGS
 EVALUATION_BATCH_SIZE = 4096
 # Flags that do not change what is trained: a resumed run may change them.
+# Flags that do not change what is trained: a resumed run may change them (a checkpoint written on
+# a cluster restores into one process, and the reverse).
 _RESUMABLE_CHANGES = ("epochs", "checkpoint_dir", "export_dir", "tensorboard_dir", "metrics_json", "run_eagerly",
-                      "top_k", "verbose", "pep_mask_dir")
+                      "top_k", "verbose", "pep_mask_dir", "strategy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Config:
     tensorboard_dir: Optional[str] = None
     metrics_json: Optional[str] = None
     run_eagerly: bool = False
+    strategy: str = "one"
     verbose: Union[str, int] = "auto"
     logq: str = "auto"  # retrieval only
     top_k: int = 10  # retrieval only
@@ -108,6 +111,12 @@ def define_flags(example, *, epochs, batch_size, learning_rates, flag_values=FLA
     define(flags.DEFINE_string, "metrics_json", os.path.join(tempfile.gettempdir(), f"{example}_metrics.json"),
            "Write the final metrics, the configuration and the per-epoch history here.")
     define(flags.DEFINE_bool, "run_eagerly", False, "Run Keras steps eagerly (debugging).")
+    define(flags.DEFINE_enum, "strategy", "one",
+           "tf.distribute strategy: one (one device); mirrored (this machine's GPUs); multi_worker (every worker runs "
+           "this command with its TF_CONFIG; worker 0 writes the files); parameter_server (this process is the "
+           "coordinator, TF_CONFIG's chief; start the ps and worker tasks with `python -m tf_freqsgd.server`). "
+           "examples/local_cluster.py runs a cluster on this machine; README \"Training on a cluster\".",
+           enum_values=distribute.STRATEGIES)
     define(flags.DEFINE_enum, "verbose", "auto", "Keras fit verbosity (1: progress bars, 2: a line per epoch).",
            enum_values=["auto", "0", "1", "2"])
     flags.register_validator("learning_rate", lambda value: value is None or value > 0,
@@ -154,13 +163,37 @@ def load_splits(config):
     return data, train_val_test_split(data.ratings, seed=config.seed)
 
 
-def evaluation_dataset(ratings, label=None):
-    return as_dataset(ratings, EVALUATION_BATCH_SIZE, shuffle=False, label=label)
+def evaluation_data(config, ratings, label=None):
+    """``(dataset, steps)`` for ``model.evaluate`` (``steps`` None: the whole dataset).
+
+    Under ParameterServerStrategy each worker reads its own copy of the dataset, repeated, and
+    the coordinator asks for one pass's steps: exact with one worker; with several, the steps are
+    spread over them and batches may be read twice or not at all (tf_keras' exact evaluation
+    refuses TFRS models, whose metrics are added with ``add_metric``)."""
+    dataset = as_dataset(ratings, EVALUATION_BATCH_SIZE, shuffle=False, label=label)
+    if config.strategy != "parameter_server":
+        return dataset, None
+    return dataset.repeat(), -(-len(ratings["user_id"]) // EVALUATION_BATCH_SIZE)
 
 
-def embedding_options(config):
-    """The options of ``config.embedding`` (``embeddings.make_embedding``)."""
+def embedding_options(config, strategy):
+    """The options of ``config.embedding`` (``embeddings.make_embedding``) under ``strategy``."""
+    if config.embedding == "dynamic":
+        return {"devices": distribute.parameter_servers(strategy)}
     return {"mlet": {"inner_dim": config.mlet_inner_dim}}.get(config.embedding, {})
+
+
+def for_this_task(config, strategy):
+    """``config`` as this process runs it under ``strategy``: a worker of a multi-worker cluster
+    other than the chief trains alike but writes no export, metrics or TensorBoard logs, and
+    keeps its checkpoints (every worker saves, in step) in a directory of its own."""
+    if distribute.is_chief(strategy):
+        return config
+    resolver = strategy.cluster_resolver
+    checkpoint_dir = config.checkpoint_dir and os.path.join(
+        config.checkpoint_dir, f"{resolver.task_type}_{resolver.task_id}")
+    return dataclasses.replace(config, checkpoint_dir=checkpoint_dir, export_dir=None, metrics_json=None,
+                               tensorboard_dir=None, verbose=0)
 
 
 def steps_per_epoch(config, train):
@@ -179,12 +212,16 @@ def compile_model(model, config, train, num_users, num_items):
     model.compile(optimizer, run_eagerly=config.run_eagerly)
 
 
-def fit(model, config, train, *, label=None, validation_data=None):
+def fit(model, config, train, *, label=None, validation=None):
     """Trains ``model`` (compiled) on ``train`` with checkpoints, TensorBoard and the PEP callback;
-    returns ``{"first_epoch", "history", "train_seconds", "pep", "layers"}``."""
+    ``validation``: ``evaluation_data``'s ``(dataset, steps)``, evaluated after every epoch.
+    Returns ``{"first_epoch", "history", "train_seconds", "pep", "layers"}``."""
+    validation_data, validation_steps = validation or (None, None)
     if config.checkpoint_dir:
         _check_resumable(config)
-    callbacks = [_RaiseOnNonFiniteLoss(config)]
+    # ParameterServerStrategy runs no batch-level callback; the optimizers' own step checks stop
+    # a non-finite step there.
+    callbacks = [] if config.strategy == "parameter_server" else [_RaiseOnNonFiniteLoss(config)]
     if config.tensorboard_dir:
         tables = {"user": model.user_embedding, "item": model.item_embedding}
         callbacks += [tf.keras.callbacks.TensorBoard(config.tensorboard_dir),
@@ -199,6 +236,7 @@ def fit(model, config, train, *, label=None, validation_data=None):
         first_epoch, history = training.fit_resumable(
             model, features, epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, label=label,
             checkpoint_dir=config.checkpoint_dir, callbacks=callbacks, validation_data=validation_data,
+            validation_steps=validation_steps,
             verbose=config.verbose)
     except tf.errors.InvalidArgumentError as error:  # tf_freqsgd's optimizers check every gradient
         if "non-finite value" not in error.message:
@@ -255,6 +293,14 @@ def served_parameters(layer):
     return int(layer.embeddings.shape.num_elements())
 
 
+def table_shards(layer):
+    """The number of parts of ``layer``'s table: its variable's shards under a partitioner, or
+    the devices a TFRA table is spread over."""
+    if embeddings.is_dynamic_layer(layer):
+        return len(layer.params.devices)
+    return len(getattr(embeddings.id_table(layer), "variables", [None]))
+
+
 def report(config, data, metrics, trained):
     """Prints the final metrics as a table and writes them, with the configuration and the
     per-epoch history, to ``config.metrics_json``. Returns the record written."""
@@ -268,6 +314,7 @@ def report(config, data, metrics, trained):
         "dataset": {"name": data.name, "source": data.source, "ratings": len(data.ratings["rating"]),
                     "users": data.num_users, "items": data.num_items, "duplicate_ratings": data.duplicate_ratings},
         "metrics": model_metrics,
+        "table_shards": {layer.name: table_shards(layer) for layer in trained["layers"]},
         "train_seconds": trained["train_seconds"],
         "first_epoch_this_run": trained["first_epoch"],
         "history": {key: [float(v) for v in values] for key, values in trained["history"].items()},
@@ -275,7 +322,9 @@ def report(config, data, metrics, trained):
     duplicates = f", {data.duplicate_ratings:,} duplicates dropped" if data.duplicate_ratings else ""
     print(f"\n{config.example} on {data.name} ({record['dataset']['ratings']:,} ratings{duplicates}, "
           f"{data.num_users:,} users, {data.num_items:,} items): {config.optimizer}, lr {config.learning_rate:g}, {config.embedding} "
-          f"embedding d={config.embedding_dim}, {config.epochs} epochs, batch {config.batch_size}, seed {config.seed}")
+          f"embedding d={config.embedding_dim}, {config.epochs} epochs, batch {config.batch_size}, seed {config.seed}"
+          + ("" if config.strategy == "one" else f", {config.strategy} strategy (table shards: "
+             f"{', '.join(f'{name} {count}' for name, count in record['table_shards'].items())})"))
     print("\n| metric | value |\n|---|---|")
     for name, value in model_metrics.items():
         print(f"| {name} | {value:,} |" if isinstance(value, int) else f"| {name} | {value:.4f} |")

@@ -20,6 +20,7 @@ import common  # noqa: F401  (first: it selects tf_keras before TensorFlow is im
 import tensorflow as tf
 from absl import app, flags
 
+from tf_freqsgd.models.distribute import make_strategy
 from tf_freqsgd.models.ranking import (RANKING_TASKS, RankingModel, evaluate_ranking, export_ranking, label_key,
                                       training_view)
 
@@ -41,16 +42,19 @@ def define_flags(flag_values=flags.FLAGS):
 
 def run(config):
     """Trains, evaluates, exports and reports one configuration; returns (the record, the model)."""
+    strategy = make_strategy(config.strategy)
+    config = common.for_this_task(config, strategy)
     data, (train, validation, test) = common.load_splits(config)
     tf.keras.utils.set_random_seed(config.seed)
-    model = RankingModel(data.num_users, data.num_items, task=config.task, embedding=config.embedding,
-                         dim=config.embedding_dim, seed=config.seed, **common.embedding_options(config))
-    model.build_tables()
     train_view = training_view(train, config.task)
-    common.compile_model(model, config, train_view, data.num_users, data.num_items)
+    with strategy.scope():
+        model = RankingModel(data.num_users, data.num_items, task=config.task, embedding=config.embedding,
+                             dim=config.embedding_dim, seed=config.seed, **common.embedding_options(config, strategy))
+        model.build_tables()
+        common.compile_model(model, config, train_view, data.num_users, data.num_items)
     label = label_key(config.task)
     trained = common.fit(model, config, train_view, label=label,
-                         validation_data=common.evaluation_dataset(training_view(validation, config.task), label))
+                         validation=common.evaluation_data(config, training_view(validation, config.task), label))
     metrics = evaluate_ranking(model, test)
     if config.export_dir:
         export_ranking(model, config.export_dir, data.items["movie_id"])

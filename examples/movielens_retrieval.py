@@ -29,6 +29,7 @@ from absl import app, flags
 
 from tf_freqsgd.models.retrieval import (LOGQ_MODES, RetrievalModel, counter_logq, counts_logq, export_retrieval,
                                          recall_at_k)
+from tf_freqsgd.models.distribute import make_strategy
 from tf_freqsgd.models.training import COUNTER_OPTIMIZERS, id_frequencies
 
 EXAMPLE = "movielens_retrieval"
@@ -75,15 +76,18 @@ def sampling_probability(config, model, train, num_items):
 def run(config):
     """Trains, evaluates, exports and reports one configuration; returns (the record, the model)."""
     config = dataclasses.replace(config, logq=resolved_logq(config))
+    strategy = make_strategy(config.strategy)
+    config = common.for_this_task(config, strategy)
     data, (train, validation, test) = common.load_splits(config)
     tf.keras.utils.set_random_seed(config.seed)
-    model = RetrievalModel(data.num_users, data.num_items, embedding=config.embedding, dim=config.embedding_dim,
-                           seed=config.seed, **common.embedding_options(config))
-    model.build_tables()
-    common.compile_model(model, config, train, data.num_users, data.num_items)
-    model.sampling_probability = sampling_probability(config, model, train, data.num_items)
-    trained = common.fit(model, config, train, validation_data=common.evaluation_dataset(validation))
-    metrics = recall_at_k(model, common.evaluation_dataset(test))
+    with strategy.scope():
+        model = RetrievalModel(data.num_users, data.num_items, embedding=config.embedding, dim=config.embedding_dim,
+                               seed=config.seed, **common.embedding_options(config, strategy))
+        model.build_tables()
+        common.compile_model(model, config, train, data.num_users, data.num_items)
+        model.sampling_probability = sampling_probability(config, model, train, data.num_items)
+    trained = common.fit(model, config, train, validation=common.evaluation_data(config, validation))
+    metrics = recall_at_k(model, *common.evaluation_data(config, test))
     if config.export_dir:
         export_retrieval(model, config.export_dir, data.items["movie_id"], k=config.top_k,
                          titles=data.items["title"])

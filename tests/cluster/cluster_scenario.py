@@ -146,9 +146,14 @@ def main():
         np.savez(args.out, **dynamic_record(model))
         return
     shards = table_rows(model)
+    # Read through the table as the layer holds it (a ShardedVariable under a partitioner) too.
+    table = model.get_layer("items").embeddings
+    counted = hasattr(optimizer, "counts")
     record = {
         "table": np.concatenate([v.numpy() for v in shards]),
-        "counts": np.concatenate([optimizer.counts(v).numpy() for v in shards]) if hasattr(optimizer, "counts")
+        "counts": np.concatenate([optimizer.counts(v).numpy() for v in shards]) if counted else np.zeros(0),
+        "table_counts": optimizer.counts(table).numpy() if counted else np.zeros(0),
+        "batch_frequency": optimizer.batch_frequency(table, tf.constant(ids[:GLOBAL_BATCH])).numpy() if counted
         else np.zeros(0),
         "dense": np.concatenate([v.numpy().ravel() for v in model.trainable_variables if "items" not in v.name]),
         "applied_steps": np.array(int(optimizer.applied_steps.numpy())),

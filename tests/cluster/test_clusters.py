@@ -49,6 +49,8 @@ def assert_reproduces(result, expected):
     np.testing.assert_allclose(result["table"], expected["table"], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(result["dense"], expected["dense"], rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(result["counts"], expected["counts"])
+    np.testing.assert_array_equal(result["table_counts"], expected["counts"])
+    np.testing.assert_array_equal(result["batch_frequency"], expected["batch_frequency"])
     assert int(result["applied_steps"]) == int(expected["applied_steps"]) == 6
 
 

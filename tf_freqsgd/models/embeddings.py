@@ -29,7 +29,7 @@ EMBEDDING_KINDS = ("table", "dynamic", "mlet", "pep")
 
 DEFAULT_INIT_SCALE = 0.05
 
-_OPTIONS = {"table": (), "dynamic": (), "mlet": ("inner_dim",), "pep": ("granularity", "threshold_init")}
+_OPTIONS = {"table": (), "dynamic": ("devices",), "mlet": ("inner_dim",), "pep": ("granularity", "threshold_init")}
 
 
 def make_embedding(kind, input_dim, output_dim, *, name, init_scale=DEFAULT_INIT_SCALE, seed=None, **options):
@@ -45,7 +45,8 @@ def make_embedding(kind, input_dim, output_dim, *, name, init_scale=DEFAULT_INIT
       init_scale: id-indexed rows start at ``U(-init_scale, init_scale)``.
       seed: seed of that initializer (None: from TensorFlow's global seed).
       **options: ``inner_dim`` (``"mlet"``, required); ``granularity``, ``threshold_init``
-        (``"pep"``, optional). Other kinds take none.
+        (``"pep"``, optional); ``devices`` (``"dynamic"``, optional: the devices the TFRA table is
+        spread over, e.g. the parameter servers). Table takes none.
     """
     if kind not in EMBEDDING_KINDS:
         raise ValueError(f"Unknown embedding kind {kind!r}; expected one of {EMBEDDING_KINDS}.")
@@ -61,7 +62,7 @@ def make_embedding(kind, input_dim, output_dim, *, name, init_scale=DEFAULT_INIT
         initializer = tf.random_uniform_initializer(-init_scale, init_scale, seed=seed)
         return dynamic_embedding().keras.layers.Embedding(
             output_dim, key_dtype=tf.int64, initializer=initializer, name=_unshared_table_name(name),
-            init_capacity=input_dim)
+            init_capacity=input_dim, devices=options.get("devices"))
     initializer = tf.keras.initializers.RandomUniform(-init_scale, init_scale, seed=seed)
     if kind == "table":
         return tf.keras.layers.Embedding(input_dim, output_dim, embeddings_initializer=initializer, name=name)

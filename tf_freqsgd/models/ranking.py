@@ -60,12 +60,16 @@ class RankingModel(tfrs.Model):
                                              **embedding_options)
         self.head = mlp_head(dim, seed=seed + 2)
         self.epoch_loss = tf.keras.metrics.Mean(name="loss")
+        # Summed here, divided by the global batch in compute_loss: Keras refuses a mean under a
+        # tf.distribute strategy, whose replicas' gradients are summed.
+        summed = tf.keras.losses.Reduction.SUM
         if task == "rating":
-            loss, metric = tf.keras.losses.MeanSquaredError(), tf.keras.metrics.RootMeanSquaredError(name="rmse")
+            loss = tf.keras.losses.MeanSquaredError(reduction=summed)
+            metric = tf.keras.metrics.RootMeanSquaredError(name="rmse")
         else:
-            loss = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+            loss = tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=summed)
             metric = tf.keras.metrics.AUC(from_logits=True, name="auc")
-        self.task = tfrs.tasks.Ranking(loss=loss, metrics=[metric], loss_metrics=[self.epoch_loss])
+        self.task = tfrs.tasks.Ranking(loss=loss, metrics=[metric])
 
     def build_tables(self):
         """Creates every variable (call once before compiling), and gives every catalogue item a
@@ -78,7 +82,12 @@ class RankingModel(tfrs.Model):
 
     def compute_loss(self, inputs, training=False):
         features, labels = inputs
-        return self.task(labels=labels, predictions=self(features))
+        # [batch, 1]: a Keras loss averages over the last axis first.
+        summed = self.task(labels=labels[:, None], predictions=self(features)[:, None])
+        examples = tf.cast(tf.shape(labels)[0], summed.dtype)
+        self.epoch_loss.update_state(summed / examples)
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        return summed / (examples * replicas)
 
     def train_step(self, inputs):
         return self._epoch_logs(super().train_step(inputs))

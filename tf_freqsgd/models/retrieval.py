@@ -140,9 +140,10 @@ def counts_logq(item_frequencies):
     return lambda item_ids: tf.gather(table, item_ids)
 
 
-def recall_at_k(model, dataset):
-    """``{"recall@k": ...}`` of ``model`` on a dataset of ``user_id``/``item_id`` batches."""
-    results = model.evaluate(dataset, return_dict=True, verbose=0)
+def recall_at_k(model, dataset, steps=None):
+    """``{"recall@k": ...}`` of ``model`` on a dataset of ``user_id``/``item_id`` batches (its
+    first ``steps`` batches where given)."""
+    results = model.evaluate(dataset, steps=steps, return_dict=True, verbose=0)
     prefix, suffix = "recall/top_", "_categorical_accuracy"
     return {f"recall@{name[len(prefix):-len(suffix)]}": float(value)
             for name, value in results.items() if name.startswith(prefix)}

@@ -95,12 +95,15 @@ class KeyedRows:
 
 
 def gather_rows(state, rows):
-    """``tf.gather(state, rows)`` for a ``tf.Variable``, a ``KeyedRows`` table, or a width-1 TFRA
-    table read by key."""
+    """``tf.gather(state, rows)`` for a ``tf.Variable``, a partitioned one (``ShardedVariable``), a
+    ``KeyedRows`` table, or a width-1 TFRA table read by key."""
     if isinstance(state, KeyedRows):
         return state.gather(rows)
     if is_table(state):
         return tf.reshape(state.lookup(rows), [-1])
+    if isinstance(state, _tf_internals.ShardedVariable):
+        # Its partitioners give shards contiguous rows, the first ones one more: "div".
+        return tf.nn.embedding_lookup(state, rows)
     return tf.gather(state, rows)
 
 

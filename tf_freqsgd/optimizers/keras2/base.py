@@ -63,6 +63,8 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         # Each shard of a partitioned table gets its own row state; checkpoints see them joined
         # (`_variables`), so a checkpoint restores into another number of shards.
         self._row_shards = self._no_dependency({})
+        # Each partitioned table's row state joined, by the table's id: what row_state returns for it.
+        self._sharded_row_state = self._no_dependency({})
         self._slots = self._no_dependency([self._create_slots(variable) for variable in var_list])
         # Each dynamic embedding's TFRA trainable and this optimizer's width-1 tables for it, by
         # table name: what eviction and the size reports work on.
@@ -98,6 +100,8 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         table = getattr(variable, "params", variable)
         if getattr(table, "name", None) in self.dynamic_tables and dynamic.is_table(table):
             return self.dynamic_tables[table.name][1]
+        if isinstance(variable, _tf_internals.ShardedVariable) and id(variable) in self._sharded_row_state:
+            return self._sharded_row_state[id(variable)]
         key = self._var_key(variable)
         if key not in self._index_dict:
             raise ValueError(f"{self.name} does not train variable '{variable.name}'.")
@@ -125,7 +129,9 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         shards = self._row_shards.setdefault((id(table), name), [])
         shards.append(variable)
         if len(shards) == len(table.variables):
-            self._variables.append(_tf_internals.ShardedVariable(shards))
+            joined = _tf_internals.ShardedVariable(shards)
+            self._variables.append(joined)
+            self._sharded_row_state.setdefault(id(table), {})[name] = joined
         return variable
 
     def _internal_apply_gradients(self, grads_and_vars):
