@@ -92,6 +92,13 @@ bench-speed: install
 bench-keras3: install-3.12
 	.venv3.12/bin/python benchmarks/keras3_step_time.py
 
+# Steps/s and bytes sent a step for CounterSGD, SGD and Adagrad under ParameterServerStrategy (1 worker,
+# 2 PS) and MultiWorkerMirroredStrategy (2 workers), processes on localhost (a few minutes); writes
+# benchmarks/results/cluster.{json,png}.
+.PHONY: bench-cluster
+bench-cluster: install
+	$(PY) benchmarks/cluster.py
+
 # Every benchmark, each in its own process (about 30 minutes on 2 cores), then README.md's results
 # section regenerated from benchmarks/results/*.json (benchmarks/run_all.py).
 bench: install

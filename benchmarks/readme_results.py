@@ -3,9 +3,10 @@
 Run: `.venv/bin/python benchmarks/readme_results.py` (`make bench` and `make bench-quick` run it
 last). Only the text between the lines `<!-- benchmarks:begin -->` and `<!-- benchmarks:end -->`
 is replaced; everything else in the README is left as it is. Each results file present gets its
-section (quality, rare ids, memory, step time, Keras 3 step time, first step, TFRA at scale, embedding size, choice
-of defaults), in that order; absent files are listed as not run. `--check` writes nothing and
-exits with status 1 when the README's section differs from what the JSON gives.
+section (quality, rare ids, memory, step time, Keras 3 step time, first step, TFRA at scale, training
+on a cluster, embedding size, choice of defaults), in that order; absent files are listed as not
+run. `--check` writes nothing and exits with status 1 when the README's section differs from what
+the JSON gives.
 
 "Within noise" below compares two optimizers' test means over seeds: their difference is within
 noise when it is at most two standard errors of the difference, `2 * sqrt(s1^2/n1 + s2^2/n2)`
@@ -91,6 +92,11 @@ def image(results_dir, readme_dir, file_name, alt):
 def labelled(results, key):
     """An optimizer's label as its benchmark wrote it, else its key."""
     return results.get(key, {}).get("label", key)
+
+
+def signed(value, digits):
+    """`value` with its sign, "+0" rather than "-0" where it rounds to zero."""
+    return f"{round(value, digits) or 0.0:+,.{digits}f}"
 
 
 def size_label(rows):
@@ -402,6 +408,48 @@ def dynamic_sections(dynamic, results_dir, readme_dir):
     return lines + image(results_dir, readme_dir, "dynamic_scale.png", "TFRA dynamic embeddings at scale")
 
 
+def cluster_sections(cluster, results_dir, readme_dir):
+    settings, runs, bound = cluster["settings"], cluster["runs"], cluster["bound_bytes_per_touched_row"]
+    touched = runs[0]["touched_rows_per_step"]
+    lines = ["### Training on a cluster", "",
+             f"`benchmarks/cluster.py` (`make bench-cluster`): `Embedding({settings['rows']:,}, {settings['dim']})` "
+             f"→ `GlobalAveragePooling1D` → `Dense(1)` through `model.fit`, global batches of {settings['batch']:,} "
+             f"examples of {settings['ids_per_example']} Zipf-like ({settings['zipf_exponent']}) ids "
+             f"({settings['occurrences_per_step']:,} ids, {touched:,.0f} distinct rows touched a step); "
+             + "; ".join(settings["strategies"].values()) + ", every process on localhost. " + cluster["method"], "",
+             "| strategy | optimizer | steps/s | KiB sent a step | over SGD's, a step | over SGD's, per touched row |",
+             "|---|---|---|---|---|---|"]
+    for run in runs:
+        lines.append(f"| {settings['strategies'][run['strategy']]} | {run['label']} | {run['steps_per_second']:.1f} | "
+                     f"{run['bytes_per_step'] / 1024:,.1f} | {signed(run['bytes_over_sgd_per_step'], 0)} B | "
+                     f"{signed(run['bytes_over_sgd_per_touched_row'], 1)} B |")
+    lines.append("")
+    for strategy, label in settings["strategies"].items():
+        counter = [run for run in runs if run["strategy"] == strategy and run["optimizer"] == "counter_sgd"]
+        adagrad = [run for run in runs if run["strategy"] == strategy and run["optimizer"] == "adagrad"]
+        verdicts = [f"{run['label']} {signed(run['bytes_over_sgd_per_touched_row'], 1)} B per touched row "
+                    f"({'meets' if run['bytes_over_sgd_per_touched_row'] <= bound else 'misses'} the bound)"
+                    for run in counter]
+        verdicts += [f"beside it {run['label']} {signed(run['bytes_over_sgd_per_touched_row'], 1)} B"
+                     for run in adagrad]
+        lines.append(f"* {label}, traffic over SGD's against the ≤ {bound} B per touched row bound: "
+                     + "; ".join(verdicts) + ".")
+    lines.append("")
+    # What sending the gradient as one row per occurrence, where SGD sends one row and its int64 id
+    # per touched row, adds per touched row.
+    row_bytes = 4 * settings["dim"]
+    per_occurrence = (settings["occurrences_per_step"] * row_bytes - touched * (row_bytes + 8)) / touched
+    if any(run["optimizer"] == "counter_sgd" and run["bytes_over_sgd_per_touched_row"] > bound
+           and abs(run["bytes_over_sgd_per_touched_row"] - per_occurrence) <= 0.05 * per_occurrence for run in runs):
+        lines += [f"Where CounterSGD misses, its excess is what sending the gradient with one row per occurrence "
+                  f"({settings['occurrences_per_step']:,} rows of {settings['dim']} floats a step), rather than one "
+                  f"row and its int64 id per touched row as SGD does after summing duplicates, adds: "
+                  f"({settings['occurrences_per_step']:,} × {row_bytes} B − {touched:,.0f} × {row_bytes + 8} B) / "
+                  f"{touched:,.0f} = {per_occurrence:.1f} B per touched row.", ""]
+    lines += [f"* {note}" for note in cluster["notes"]] + ["", cluster["caveat"], ""]
+    return lines + image(results_dir, readme_dir, "cluster.png", "training on a cluster")
+
+
 def embedding_size_sections(sizes, results_dir, readme_dir):
     lines = ["### Embedding size: MLET and PEP against plain tables", "",
              f"`benchmarks/embedding_size.py` on {sizes['dataset']}: test metric (learning rate and epoch chosen on "
@@ -457,7 +505,7 @@ def choose_estimate_sections(choose):
 
 
 RESULT_FILES = ("run_all", "quality", "state_memory", "step_time", "keras3_step_time", "first_step", "dynamic_scale",
-                "embedding_size", "choose_estimate")
+                "cluster", "embedding_size", "choose_estimate")
 
 
 def render(results_dir, readme_dir):
@@ -474,6 +522,7 @@ def render(results_dir, readme_dir):
         ("Keras 3 step time", data["keras3_step_time"] and keras3_step_sections(data["keras3_step_time"])),
         ("first step", data["first_step"] and first_step_sections(data["first_step"], *where)),
         ("TFRA at scale", data["dynamic_scale"] and dynamic_sections(data["dynamic_scale"], *where)),
+        ("training on a cluster", data["cluster"] and cluster_sections(data["cluster"], *where)),
         ("embedding size", data["embedding_size"] and embedding_size_sections(data["embedding_size"], *where)),
         ("choice of defaults", data["choose_estimate"] and choose_estimate_sections(data["choose_estimate"])),
     ]

@@ -58,6 +58,7 @@ BENCHMARKS = (
     Benchmark("first_step", "first_step.py", _output_dir_args, about="1 minute"),
     Benchmark("step_time", "step_time.py", _output_dir_args, about="1-4 minutes"),
     Benchmark("dynamic_scale", "dynamic_scale.py", _output_dir_args, about="5-10 minutes"),
+    Benchmark("cluster", "cluster.py", _output_dir_args, about="3 minutes"),
     Benchmark("quality", "quality.py", _output_dir_args, data_flag="data_dir", about="13 minutes"),
     Benchmark("embedding_size", "embedding_size.py",
               lambda d: [f"--output_json={d}/embedding_size.json", f"--output_png_prefix={d}/embedding_size"],

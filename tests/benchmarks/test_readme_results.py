@@ -108,6 +108,22 @@ def test_speed_sections_and_run_header():
     assert "| CounterSGD | 4 | " in text  # dynamic_scale: state bytes a row, labelled by its JSON
 
 
+def test_cluster_section_shows_each_run_and_the_traffic_bound():
+    text = rendered()
+    cluster = fixture("cluster")
+    assert "### Training on a cluster" in text and cluster["method"] in text and cluster["caveat"] in text
+    assert all(f"* {note}" in text for note in cluster["notes"])
+    for run in cluster["runs"]:
+        assert (f"| {cluster['settings']['strategies'][run['strategy']]} | {run['label']} | "
+                f"{run['steps_per_second']:.1f} | {run['bytes_per_step'] / 1024:,.1f} |") in text
+    # The fixture's CounterSGD sends its gradient by occurrence under PS (+87 B per touched row over
+    # SGD), and as much as SGD under MultiWorkerMirroredStrategy.
+    assert "CounterSGD, fused op (TF_FREQSGD_OPS=custom) +87.2 B per touched row (misses the bound)" in text
+    assert "CounterSGD, fused op +0.0 B per touched row (meets the bound)" in text
+    assert "beside it Adagrad (tf_keras) +0.0 B" in text
+    assert "= 87.0 B per touched row." in text
+
+
 def test_verdicts_compare_means_within_two_standard_errors():
     a = {"mean": 0.80, "std": 0.01, "n": 3}
     assert generator.compare(a, {"mean": 0.79, "std": 0.01, "n": 3})[0] == "within noise of"
@@ -119,8 +135,8 @@ def test_missing_results_are_listed(tmp_path):
     shutil.copy(os.path.join(FIXTURES, "state_memory.json"), tmp_path)
     text = generator.render(str(tmp_path), str(tmp_path))
     assert "### Optimizer-state memory" in text
-    assert ("No results yet for: quality, rare ids, step time, Keras 3 step time, first step, TFRA at scale, embedding size, "
-            "choice of defaults.") in text
+    assert ("No results yet for: quality, rare ids, step time, Keras 3 step time, first step, TFRA at scale, "
+            "training on a cluster, embedding size, choice of defaults.") in text
 
 
 def test_check_mode_reports_a_stale_section(tmp_path):
