@@ -30,8 +30,9 @@ demo: install
 	$(PY) examples/movielens_retrieval.py --export_dir=$(DEMO_DIR)/retrieval/1 --metrics_json=$(DEMO_DIR)/retrieval_metrics.json
 	env -u TF_USE_LEGACY_KERAS $(PY) examples/serve_demo.py --export_dir=$(DEMO_DIR)/retrieval/1 --users=0,1,2
 
-# Every tested stack (about 15 minutes on 2 cores after the installs).
-test: test-pinned $(addprefix test-,$(CURRENT_PYTHONS))
+# Every tested stack, and Horovod in its own venv (about 20 minutes on 2 cores after the installs;
+# Horovod's venv and build add about 11).
+test: test-pinned $(addprefix test-,$(CURRENT_PYTHONS)) test-horovod
 
 # The pinned stack: everything on tf_keras (TFRA, TFRS, examples, benchmarks), then the Keras 3
 # front on its TensorFlow 2.16.
@@ -79,9 +80,6 @@ $(HOROVOD_VENV)/.installed: requirements-horovod.txt requirements.txt requiremen
 test-horovod: install-horovod
 	TF_USE_LEGACY_KERAS=1 $(HOROVOD_VENV)/bin/python -m pytest -q tests/cluster/test_horovod.py
 
-# Part of make test: about 12 more minutes on 2 cores, 11 of them the venv and Horovod's build.
-test: test-horovod
-
 # Step and update time of every optimizer on 1M x 64 and 10M x 16 tables (about 10 minutes);
 # writes benchmarks/results/step_time.{json,png} and prints the README's table.
 bench-speed: install
@@ -127,4 +125,4 @@ bazel-op: install
 	install -D -m 0755 build/bazel-bin/_freqsgd_ops.so build/bazel-op/_freqsgd_ops.so
 
 clean:
-	rm -rf $(VENV) $(addprefix .venv,$(CURRENT_PYTHONS)) build *.egg-info
+	rm -rf $(VENV) $(addprefix .venv,$(CURRENT_PYTHONS)) $(HOROVOD_VENV) build *.egg-info

@@ -16,9 +16,8 @@ built and trained in turn: under ParameterServerStrategy, two parameter servers 
 `python -m tf_freqsgd.server` (`tf_freqsgd.server.local_cluster`) and a coordinator (this script with
 `--role`), the table in 2 shards (`MinSizePartitioner`, the dense layer whole); under
 MultiWorkerMirroredStrategy, two processes of this script, each with half of every global batch.
-CounterSGD runs twice under ParameterServerStrategy: on its pure-TF path (`TF_FREQSGD_OPS=auto`, the
-default there, which any server can run) and with the fused op (`TF_FREQSGD_OPS=custom`); the traced
-step is checked to be on the path named.
+CounterSGD takes its pure-TF path under ParameterServerStrategy (see `NOTES`) and the fused op under
+MultiWorkerMirroredStrategy; the traced step is checked to be on the path named.
 
 The optimizers: CounterSGD; tf_keras's `SGD`, the baseline of the bound below, and its legacy `SGD`;
 tf_keras's `Adagrad`. See `NOTES` for what sets their traffic and time apart.
@@ -59,7 +58,6 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_freqsgd  # noqa: E402
-from tf_freqsgd import ops  # noqa: E402
 from tf_freqsgd.server import free_ports, local_cluster  # noqa: E402
 
 import bench_flags  # noqa: E402  (beside this script)
@@ -78,24 +76,23 @@ METHOD = ("Bytes: the TCP payload, both directions, of every connection to a tas
 NOTES = (
     "tf_keras's SGD and Adagrad sum a sparse gradient's duplicate ids before the update "
     "(`Optimizer._deduplicate_sparse_grad`), on the worker under ParameterServerStrategy: one row and one id per "
-    "touched row cross to the parameter servers. CounterSGD skips that step (its update needs the occurrence "
-    "counts and de-duplicates itself, on the parameter server) and legacy SGD scatters the gradient as it comes: "
-    "both send one row per occurrence.",
+    "touched row cross to the parameter servers. So does CounterSGD there, with each row's occurrence count "
+    "(float32) beside it, and updates on its pure-TF path (the fused op takes no counts). Legacy SGD scatters the "
+    "gradient as it comes: one row per occurrence.",
     "tf_keras 2.16's SGD keeps a momentum slot even at momentum 0 and updates it and the table whole every step: "
     "no traffic (it runs where the table is), but its steps are slow.",
 )
 
-# Per strategy, its runs in order: (optimizer, TF_FREQSGD_OPS when its step is traced, label).
+# Per strategy, its runs in order: (optimizer, label).
 RUNS = {
-    "parameter_server": (("counter_sgd", "auto", "CounterSGD, pure TF (default under PS)"),
-                         ("counter_sgd", "custom", "CounterSGD, fused op (TF_FREQSGD_OPS=custom)"),
-                         ("sgd", "auto", "SGD (tf_keras)"),
-                         ("legacy_sgd", "auto", "SGD (tf_keras legacy)"),
-                         ("adagrad", "auto", "Adagrad (tf_keras)")),
-    "multi_worker": (("counter_sgd", "auto", "CounterSGD, fused op"),
-                     ("sgd", "auto", "SGD (tf_keras)"),
-                     ("legacy_sgd", "auto", "SGD (tf_keras legacy)"),
-                     ("adagrad", "auto", "Adagrad (tf_keras)")),
+    "parameter_server": (("counter_sgd", "CounterSGD (pure TF, summed on the worker)"),
+                         ("sgd", "SGD (tf_keras)"),
+                         ("legacy_sgd", "SGD (tf_keras legacy)"),
+                         ("adagrad", "Adagrad (tf_keras)")),
+    "multi_worker": (("counter_sgd", "CounterSGD, fused op"),
+                     ("sgd", "SGD (tf_keras)"),
+                     ("legacy_sgd", "SGD (tf_keras legacy)"),
+                     ("adagrad", "Adagrad (tf_keras)")),
 }
 STRATEGY_LABELS = {"parameter_server": "ParameterServerStrategy, 1 worker, 2 PS",
                    "multi_worker": "MultiWorkerMirroredStrategy, 2 workers"}
@@ -234,16 +231,14 @@ def train_and_measure():
     touched = [np.unique(global_batch(step)[0].numpy()).size
                for step in range(FLAGS.steps_per_epoch, FLAGS.steps_per_epoch + steps)]
     runs = []
-    for optimizer, ops_path, label in RUNS[FLAGS.role]:
-        # The optimizers choose the fused op or the pure-TF path when the step is traced: in this fit.
-        os.environ[ops.PATH_ENV] = ops_path
+    for optimizer, label in RUNS[FLAGS.role]:
         model = build_model(strategy, optimizer)
         marks = metered_fit(strategy, model, ports)
         fused = any("CounterSGD" in op for op in traced_op_types(model))
         if optimizer == "counter_sgd" and fused != ("fused op" in label):
             raise SystemExit(f"{label}: the traced step {'uses' if fused else 'lacks'} the fused op.")
         epoch_rates = [FLAGS.steps_per_epoch / (end - start) for (start, _), (end, _) in zip(marks, marks[1:])]
-        runs.append({"strategy": FLAGS.role, "optimizer": optimizer, "ops_path": ops_path, "label": label,
+        runs.append({"strategy": FLAGS.role, "optimizer": optimizer, "label": label,
                      "steps": steps, "seconds": marks[-1][0] - marks[0][0],
                      "steps_per_second": statistics.median(epoch_rates), "epoch_steps_per_second": epoch_rates,
                      "bytes_per_step": (marks[-1][1] - marks[0][1]) / steps,

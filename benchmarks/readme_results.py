@@ -411,7 +411,7 @@ def dynamic_sections(dynamic, results_dir, readme_dir):
 def cluster_sections(cluster, results_dir, readme_dir):
     settings, runs, bound = cluster["settings"], cluster["runs"], cluster["bound_bytes_per_touched_row"]
     touched = runs[0]["touched_rows_per_step"]
-    lines = ["### Training on a cluster", "",
+    lines = ["### Cluster traffic and step rate", "",
              f"`benchmarks/cluster.py` (`make bench-cluster`): `Embedding({settings['rows']:,}, {settings['dim']})` "
              f"→ `GlobalAveragePooling1D` → `Dense(1)` through `model.fit`, global batches of {settings['batch']:,} "
              f"examples of {settings['ids_per_example']} Zipf-like ({settings['zipf_exponent']}) ids "

@@ -2,11 +2,11 @@
 tf_freqsgd's fused op, and TFRA's ops where TFRA is installed, loaded.
 
 A ``ParameterServerStrategy`` runs each variable's update on the parameter server that holds it: a
-server must have the op its graph names. A plain TensorFlow server lacks the fused op (and
-``import tf_freqsgd`` does not load it: the library loads on first use), so a cluster of them fails
-at the first step with "Op type not registered". Under ``ParameterServerStrategy`` the optimizers
-take the pure-TF path unless ``TF_FREQSGD_OPS=custom``, which any server can run; servers started
-with this command run the fused op too.
+server must have the ops its graph names. The optimizers' updates there are TensorFlow ops (the
+worker sums a batch's repeated ids and sends their occurrences, which the fused op does not take),
+so plain TensorFlow servers train them too; these servers also hold the fused op (a plain one lacks
+it, and ``import tf_freqsgd`` does not load it: the library loads on first use) for graphs that
+name it, and TFRA's ops.
 
 The cluster and this task come from ``TF_CONFIG`` (``{"cluster": {...}, "task": {"type": "ps",
 "index": 0}}``), or from ``--cluster`` (the cluster as JSON), ``--job_name`` and ``--task_index``.

@@ -111,7 +111,7 @@ def test_speed_sections_and_run_header():
 def test_cluster_section_shows_each_run_and_the_traffic_bound():
     text = rendered()
     cluster = fixture("cluster")
-    assert "### Training on a cluster" in text and cluster["method"] in text and cluster["caveat"] in text
+    assert "### Cluster traffic and step rate" in text and cluster["method"] in text and cluster["caveat"] in text
     assert all(f"* {note}" in text for note in cluster["notes"])
     for run in cluster["runs"]:
         assert (f"| {cluster['settings']['strategies'][run['strategy']]} | {run['label']} | "

@@ -4,10 +4,9 @@ from tf_freqsgd.ops.loader import (
     LIBRARY_ENV,
     PATH_ENV,
     custom_op_available,
-    custom_op_requested,
     fused_ops,
     gpu_kernels_available,
     library_path,
 )
 
-__all__ = ["LIBRARY_ENV", "PATH_ENV", "custom_op_available", "custom_op_requested", "fused_ops", "gpu_kernels_available", "library_path"]
+__all__ = ["LIBRARY_ENV", "PATH_ENV", "custom_op_available", "fused_ops", "gpu_kernels_available", "library_path"]

@@ -80,11 +80,6 @@ def fused_ops():
     return module
 
 
-def custom_op_requested():
-    """True when ``TF_FREQSGD_OPS=custom`` asks for the fused op explicitly."""
-    return _choice() == "custom"
-
-
 def custom_op_available():
     """True when the fused op is built for this TensorFlow and loads."""
     return _load()[0] is not None

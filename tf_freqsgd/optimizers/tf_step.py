@@ -18,19 +18,16 @@ in_xla_context = _tf_internals.in_xla_context
 def fused_ops_for(variable):
     """The fused-op module when it can update ``variable`` here, else None (pure-TF path).
 
-    Not inside XLA (it cannot compile a custom op), not for TFRA tables, for GPU variables only
-    when the library holds the CUDA kernels, and under ``ParameterServerStrategy`` only with
-    ``TF_FREQSGD_OPS=custom``: the update runs on the parameter servers, which have the op only when
-    started with ``python -m tf_freqsgd.server``.
+    Not inside XLA (it cannot compile a custom op), not for TFRA tables, and for GPU variables
+    only when the library holds the CUDA kernels. (Under ``ParameterServerStrategy`` the gradients
+    arrive summed over their ids with the occurrences beside them, which the op does not take:
+    the TensorFlow path then, see ``update_variable``.)
     """
     if variable.dtype.base_dtype not in _FUSED_DTYPES or row_storage.is_dynamic(variable):
         return None
     if "GPU" in (variable.device or "").upper() and not fused.gpu_kernels_available():
         return None
     if in_xla_context():
-        return None
-    if isinstance(tf.distribute.get_strategy(), tf.distribute.experimental.ParameterServerStrategy) and not (
-            fused.custom_op_requested()):
         return None
     return fused.fused_ops()
 
@@ -54,17 +51,22 @@ def checked_step(optimizer, grads_and_vars, local_results, apply, unchanged):
         return tf.cond(apply_if, apply, unchanged)
 
 
-def update_variable(optimizer, variable, slots, gradient, lr):
-    """One variable's update (``optimizer``'s ``_update``, ``_observe`` and ``_fused_apply``): a sparse gradient with the fused op or in TensorFlow ops, a dense one
-    in TensorFlow ops. Returns the batch's unique ids and their counts on the TensorFlow sparse
-    path, else None."""
+def update_variable(optimizer, variable, slots, gradient, lr, occurrences=None):
+    """One variable's update (``optimizer``'s ``_update``, ``_observe`` and ``_fused_apply``): a
+    sparse gradient with the fused op or in TensorFlow ops, a dense one in TensorFlow ops.
+    ``occurrences``: given when ``gradient``'s ids are already unique, the times each occurred in
+    the batch (the TensorFlow path then: the fused op counts the ids it is given). Returns the
+    batch's unique ids and their counts on the TensorFlow sparse path, else None."""
     if not isinstance(gradient, tf.IndexedSlices):
         optimizer._update(variable).dense(TENSORFLOW, row_storage.VariableRows(variable, slots), gradient, lr)
         return None
-    ops = fused_ops_for(variable)
-    if ops is not None and optimizer._fused_apply(ops, variable, slots, gradient, lr):
-        return None
-    ids, rows, occurrences = sparse_rows.deduplicate(gradient)
+    if occurrences is not None:
+        ids, rows = gradient.indices, gradient.values
+    else:
+        ops = fused_ops_for(variable)
+        if ops is not None and optimizer._fused_apply(ops, variable, slots, gradient, lr):
+            return None
+        ids, rows, occurrences = sparse_rows.deduplicate(gradient)
     counts, frequency = optimizer._observe(slots, ids, occurrences)
     optimizer._update(variable).sparse(TENSORFLOW, row_storage.VariableRows(variable, slots), ids, rows, counts,
                                          frequency, lr, optimizer.step)

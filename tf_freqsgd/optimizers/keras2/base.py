@@ -14,7 +14,7 @@ import tf_keras
 
 from tf_freqsgd import _compat, _tf_internals, arguments
 from tf_freqsgd.optimizers import row_storage as dynamic
-from tf_freqsgd.optimizers import frequency_rule, settings, step_checks, tf_step
+from tf_freqsgd.optimizers import frequency_rule, settings, sparse_rows, step_checks, tf_step
 
 
 
@@ -65,6 +65,9 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         self._row_shards = self._no_dependency({})
         # Each partitioned table's row state joined, by the table's id: what row_state returns for it.
         self._sharded_row_state = self._no_dependency({})
+        # A step's occurrences of the ids its gradients were summed over on a worker (see
+        # _summed_on_worker), by variable key.
+        self._worker_occurrences = self._no_dependency({})
         self._slots = self._no_dependency([self._create_slots(variable) for variable in var_list])
         # Each dynamic embedding's TFRA trainable and this optimizer's width-1 tables for it, by
         # table name: what eviction and the size reports work on.
@@ -138,8 +141,22 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         # Here rather than in apply_gradients, which TFRA's wrapper replaces. The checks and the
         # skip decision run where the updates do: in the cross-replica context under a strategy
         # that merges (a cond around a merge_call is not allowed), else in the replica's.
-        return _tf_internals.maybe_merge_call(
-            self._checked_apply, self._distribution_strategy, list(grads_and_vars))
+        grads_and_vars = list(grads_and_vars)
+        self._worker_occurrences = self._no_dependency({})
+        if isinstance(self._distribution_strategy, tf.distribute.experimental.ParameterServerStrategy):
+            grads_and_vars = [(self._summed_on_worker(gradient, variable), variable)
+                              for gradient, variable in grads_and_vars]
+        return _tf_internals.maybe_merge_call(self._checked_apply, self._distribution_strategy, grads_and_vars)
+
+    def _summed_on_worker(self, gradient, variable):
+        """Under ParameterServerStrategy the update runs on the variable's server: a sparse
+        gradient's repeated ids are summed here, on the worker, so that each touched row crosses
+        the network once (as tf_keras' own de-duplication does), its occurrences beside it."""
+        if not isinstance(gradient, tf.IndexedSlices) or dynamic.is_dynamic(variable):
+            return gradient
+        ids, rows, occurrences = sparse_rows.deduplicate(gradient)
+        self._worker_occurrences[self._var_key(variable)] = occurrences
+        return tf.IndexedSlices(rows, ids, gradient.dense_shape)
 
     def _checked_apply(self, distribution, grads_and_vars):
         """Applies the step when every check passes: all of it, or nothing."""
@@ -182,7 +199,8 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         if dynamic.is_dynamic(variable):
             slots = dynamic.bind_to_batch(slots, variable)
             gradient = dynamic.with_row_shape(gradient, variable)
-        counted = tf_step.update_variable(self, variable, slots, gradient, self.base_rate())
+        counted = tf_step.update_variable(self, variable, slots, gradient, self.base_rate(),
+                                          self._worker_occurrences.get(self._var_key(variable)))
         if counted is not None and dynamic.is_dynamic(variable):
             self._hold_back_unadmitted(variable, *counted)
 
