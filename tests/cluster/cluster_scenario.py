@@ -124,6 +124,10 @@ def main():
     if args.restore_from:
         # (expect_partial: a written checkpoint has no save_counter; the test compares every value.)
         tf.train.Checkpoint(model=model).restore(args.restore_from).expect_partial()
+        if args.dynamic:
+            from tf_freqsgd.dynamic import saving
+
+            print("re-sharded:", saving.reshard_tables(args.restore_from, model))
     elif args.strategy == "parameter_server":
         def dataset_fn(_):
             return tf.data.Dataset.from_tensor_slices((ids, labels)).batch(GLOBAL_BATCH).repeat()

@@ -141,3 +141,25 @@ def test_tfra_tables_on_the_parameter_servers_train_as_in_one_process_and_export
     rows = [one["table"][list(one["keys"]).index(k)] if k in one["keys"] else np.full(8, 0.05) for k in (5, 7, 9)]
     expected = np.mean(rows, axis=0) @ one["dense"][:8] + one["dense"][8]
     assert float(served.stdout.strip().splitlines()[-1]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_tfra_checkpoint_restores_into_one_process_and_into_other_shards(tmp_path):
+    """A TFRA table saved from 2 parameter servers with its optimizer's tables (counter, momentum): restored
+    into one process and into 3 servers, ``saving.reshard_tables`` puts every row in the shard its
+    id now belongs to (TFRA alone restores shard i from shard i: rows lost or misrouted)."""
+    pytest.importorskip("tensorflow_recommenders_addons")
+    checkpoint = str(tmp_path / "ckpt")
+    with local_cluster(num_ps=2, num_workers=1) as cluster:
+        finish(start("parameter_server", "CounterSGD", tmp_path / "trained.npz", ps_coordinator(cluster), 0,
+                     "--dynamic", f"--save_to={checkpoint}"))
+    finish(start("one", "CounterSGD", tmp_path / "one.npz", None, 0, "--dynamic", f"--restore_from={checkpoint}"))
+    with local_cluster(num_ps=3, num_workers=1) as cluster:
+        finish(start("parameter_server", "CounterSGD", tmp_path / "three.npz", ps_coordinator(cluster), 0,
+                     "--dynamic", f"--restore_from={checkpoint}"))
+    trained = dict(np.load(tmp_path / "trained.npz"))
+    assert len(trained["keys"]) > 100
+    for name in ("one", "three"):
+        restored = dict(np.load(tmp_path / f"{name}.npz"))
+        for key in ("keys", "table", "counts", "dense", "applied_steps"):
+            np.testing.assert_array_equal(restored[key], trained[key], err_msg=f"{name}: {key}")
+    assert len(dict(np.load(tmp_path / "three.npz"))["table_devices"]) == 3

@@ -18,6 +18,10 @@ What saves what (TFRA 0.8.1, tf_keras 2.16):
   TensorFlow's bundled Keras, which tf_keras cannot load as a model: rebuild the model in code and
   ``model.load_weights(dir + "/variables/variables")``. ``DEHvdModelCheckpoint`` needs Horovod.
 * The ``.keras`` format saves no TFRA table at all (they are not Keras weights).
+* TFRA restores a table's shard ``i`` from the checkpoint's shard ``i``, and routes an id to
+  shard ``id mod shards``: into another number of shards (``devices``, parameter servers) it
+  loses or misroutes rows without a word. ``reshard_tables``, after the restore, puts every
+  saved row back where its id now belongs.
 * TFRA matches tables by name, in checkpoints as in its variable store: restore into layers of
   the names they were saved with. ``check_checkpoint`` says so, before anything is restored,
   when the names or the widths do not match (TFRA's own error, on a width mismatch, comes after
@@ -37,6 +41,7 @@ from tf_freqsgd.optimizers.row_storage import dynamic_embedding, is_dynamic, lay
 _TFRA_KEY = "embedding_size"
 _LAYER_NAMES = ("Embedding", "SquashedEmbedding")
 _TABLE_KEY = re.compile(r"(?:^|/)tables_of_(?P<name>[^/]+)/\d+/\.ATTRIBUTES/table-(?P<part>values|shard_upsert_restore)$")
+_SHARD_KEY = re.compile(r"(?:^|/)tables_of_(?P<name>[^/]+)/(?P<shard>\d+)/\.ATTRIBUTES/table-(?P<part>keys|values)$")
 
 
 def _named(value, what, lookup):
@@ -233,3 +238,40 @@ def check_checkpoint(path, model, optimizer=None):
                 f"The checkpoint {path!r} holds TFRA table {name!r} of width {width}; the model's has "
                 f"width {current[name]}."
             )
+
+
+def _saved_shards(path):
+    """``{table name: {shard: {"keys": checkpoint key, "values": checkpoint key}}}``."""
+    shards = {}
+    for key, _ in tf.train.list_variables(_variables_prefix(path)):
+        match = _SHARD_KEY.search(key)
+        if match:
+            parts = shards.setdefault(_unescape(match["name"]), {}).setdefault(int(match["shard"]), {})
+            parts[match["part"]] = key
+    return shards
+
+
+def reshard_tables(path, root):
+    """After ``tf.train.Checkpoint(...).restore(path)``: every TFRA table reachable from ``root``
+    (a model, an optimizer, a ``tf.train.Checkpoint``) whose number of shards differs from the
+    checkpoint's gets all its saved rows again, each in the shard its id belongs to now. Tables
+    of the same number of shards are left as restored. Returns the names of the tables re-sharded.
+
+    Embeddings, TFRA's slots and this package's counter and accumulator tables alike; under
+    ``ParameterServerStrategy`` the rows go to the parameter servers the tables now span.
+    """
+    saved = _saved_shards(path)
+    reader = tf.train.load_checkpoint(_variables_prefix(path))
+    resharded = []
+    for table in tf.train.TrackableView(root).descendants():
+        if not isinstance(table, dynamic_embedding().Variable) or table.name not in saved:
+            continue
+        shards = saved[table.name]
+        if len(shards) == len(table.tables):
+            continue
+        keys = tf.concat([reader.get_tensor(shards[index]["keys"]) for index in sorted(shards)], 0)
+        values = tf.concat([reader.get_tensor(shards[index]["values"]) for index in sorted(shards)], 0)
+        table.clear()
+        table.upsert(keys, tf.reshape(values, [-1, table.dim]))
+        resharded.append(table.name)
+    return resharded

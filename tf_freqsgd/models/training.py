@@ -161,6 +161,11 @@ def restore(model, checkpoint_dir):
             raise ValueError(
                 f"{manager.latest_checkpoint} was written by another model or optimizer; use a new "
                 f"checkpoint directory ({error})") from None
+        if any(is_dynamic_layer(layer) for layer in model.submodules):
+            from tf_freqsgd.dynamic import saving  # TFRA: only for models that have its tables
+
+            # Written on another number of parameter servers (or none): each row to its shard.
+            saving.reshard_tables(manager.latest_checkpoint, checkpoint)
     return manager, epoch
 
 
