@@ -14,8 +14,8 @@ strategy trains on the same ones, and no data travels with the dataset's graph.
 Each strategy gets one cluster of fresh processes on localhost, on which each optimizer's model is
 built and trained in turn: under ParameterServerStrategy, two parameter servers and a worker from
 `python -m tf_freqsgd.server` (`tf_freqsgd.server.local_cluster`) and a coordinator (this script with
-`--role`), the table in 2 shards (`MinSizePartitioner`, the dense layer whole); under
-MultiWorkerMirroredStrategy, two processes of this script, each with half of every global batch.
+`--role`), the table in 2 shards (`tf_freqsgd.models.distribute`'s `MinSizePartitioner`, the
+dense layer whole); under MultiWorkerMirroredStrategy, two processes of this script, each with half of every global batch.
 CounterSGD takes its pure-TF path under ParameterServerStrategy (see `NOTES`) and the fused op under
 MultiWorkerMirroredStrategy; the traced step is checked to be on the path named.
 
@@ -58,6 +58,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_freqsgd  # noqa: E402
+from tf_freqsgd.models import distribute  # noqa: E402
 from tf_freqsgd.server import free_ports, local_cluster  # noqa: E402
 
 import bench_flags  # noqa: E402  (beside this script)
@@ -159,17 +160,6 @@ def dataset():
     return tf.data.Dataset.range(1 << 40).map(global_batch).prefetch(2)
 
 
-def make_strategy(tf_config):
-    """This process's strategy, from TF_CONFIG: under ParameterServerStrategy, tables over 256 KiB in
-    as many shards as parameter servers, the dense layer whole."""
-    if FLAGS.role == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    partitioner = tf.distribute.experimental.partitioners.MinSizePartitioner(
-        min_shard_bytes=256 << 10, max_shards=len(tf_config["cluster"]["ps"]))
-    return tf.distribute.experimental.ParameterServerStrategy(
-        tf.distribute.cluster_resolver.TFConfigClusterResolver(), variable_partitioner=partitioner)
-
-
 def build_model(strategy, optimizer):
     optimizers = {
         "counter_sgd": lambda: tf_freqsgd.CounterSGD(LEARNING_RATE),
@@ -225,7 +215,7 @@ def train_and_measure():
     optimizer's model trained in turn on the same cluster; the coordinator and worker 0 write the
     measurements to `--result`."""
     tf_config = json.loads(os.environ["TF_CONFIG"])
-    strategy = make_strategy(tf_config)
+    strategy = distribute.make_strategy(FLAGS.role)
     ports = cluster_ports(tf_config["cluster"])
     steps = FLAGS.timed_epochs * FLAGS.steps_per_epoch
     touched = [np.unique(global_batch(step)[0].numpy()).size
