@@ -83,7 +83,7 @@ RECALL_K = 100
 # 7-point sweep (`--grid=wide`, seed 0, validation) measured well. Retrieval's (loss summed over
 # in-batch negatives) are per data set: there Adagrad's best rate is 0.03 on MovieLens 100K and above
 # 2.7 on the synthetic set. Data sets without grids of their own take MovieLens 100K's.
-_SGD_FAMILY = ("sgd", "counter_sgd", "frequency_sgd")
+_SGD_FAMILY = ("sgd", "counter_sgd", "counter_sgd_adam", "frequency_sgd")
 _ADAGRAD_FAMILY = ("adagrad", "rowwise_adagrad_counter")
 
 
@@ -108,6 +108,7 @@ GRIDS = {
     },
 }
 OPTIMIZER_LABELS = {"sgd": "SGD", "adagrad": "Adagrad", "adam": "Adam", "counter_sgd": "CounterSGD",
+                    "counter_sgd_adam": "CounterSGD + Adam (dense)",
                     "frequency_sgd": "FrequencySGD", "rowwise_adagrad_counter": "RowwiseAdagradCounter"}
 
 flags.DEFINE_list("datasets", ["ml-100k", "synthetic"], "Data sets: ml-100k (read from --data_dir) and synthetic.")

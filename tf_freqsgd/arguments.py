@@ -70,3 +70,12 @@ def choice(name, value, choices):
     if not isinstance(value, str) or value not in choices:
         _fail(name, f"one of {choices}", value)
     return value
+
+
+def names(name, value):
+    """``value`` as a tuple of non-empty strings (a string alone is one name)."""
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) and item for item in value):
+        _fail(name, "a string or a list of non-empty strings", value)
+    return tuple(value)

@@ -17,7 +17,7 @@ from tf_freqsgd.server import free_ports, local_cluster
 
 SCRIPT = pathlib.Path(__file__).with_name("cluster_scenario.py")
 TIMEOUT = 300
-OPTIMIZERS = ["CounterSGD", "CounterSGD_halflife", "RowwiseAdagradCounter", "FrequencySGD"]
+OPTIMIZERS = ["CounterSGD", "CounterSGD_halflife", "RowwiseAdagradCounter", "FrequencySGD", "CounterSGD_adam"]
 
 
 def start(strategy, optimizer, out, env=None, partitions=0, *extra):

@@ -31,7 +31,7 @@ def test_defaults_and_the_optimizers_learning_rate(example):
     (["--learning_rate=fast"], r"--learning_rate=fast: could not convert string to float"),
     (["--pep_target_sparsity=1.5"], r"--pep_target_sparsity must be in \(0, 1\)"),
     (["--logq=counter", "--optimizer=adagrad"],
-     r"--logq=counter needs an optimizer that keeps counters \(counter_sgd, rowwise_adagrad_counter\)"),
+     r"--logq=counter needs an optimizer that keeps counters \(counter_sgd, counter_sgd_adam, rowwise_adagrad_counter\)"),
     (["--logq=sampled"], r"--logq=sampled: value should be one of <auto\|none\|counter\|counts>"),
 ])
 def test_bad_flag_values_are_named(args, message):

@@ -15,6 +15,8 @@ OPTIMIZERS = {
     "CounterSGD_halflife": lambda **kw: tf_freqsgd.CounterSGD(0.05, counter_halflife=4.0, **kw),
     "RowwiseAdagradCounter": lambda **kw: tf_freqsgd.RowwiseAdagradCounter(0.05, **kw),
     "FrequencySGD": lambda **kw: tf_freqsgd.FrequencySGD({"items/embeddings": np.linspace(0.1, 1, VOCAB)}, 0.05, **kw),
+    # The dense layer by Adam: its step is checked with the table's, before either is written.
+    "CounterSGD_adam": lambda **kw: tf_freqsgd.CounterSGD(0.05, dense_optimizer="adam", **kw),
 }
 
 

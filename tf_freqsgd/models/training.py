@@ -13,16 +13,20 @@ from tf_freqsgd.optimizers import CounterSGD, FrequencySGD, RowwiseAdagradCounte
 from tf_freqsgd.models.embeddings import id_tables, is_dynamic_layer, table_name
 
 # Flag values of the examples, in the order --helpfull lists them.
-OPTIMIZERS = ("sgd", "adagrad", "adam", "counter_sgd", "frequency_sgd", "rowwise_adagrad_counter")
+OPTIMIZERS = ("sgd", "adagrad", "adam", "counter_sgd", "counter_sgd_adam", "frequency_sgd", "rowwise_adagrad_counter")
 
 # Those that keep a counter per row (log-Q from counters, counter histograms).
-COUNTER_OPTIMIZERS = ("counter_sgd", "rowwise_adagrad_counter")
+COUNTER_OPTIMIZERS = ("counter_sgd", "counter_sgd_adam", "rowwise_adagrad_counter")
+# The rate of counter_sgd_adam's Adam for the dense layers: Keras' default, not tuned per task.
+DENSE_ADAM_RATE = 0.001
 
 OPTIMIZER_DESCRIPTIONS = {
     "sgd": "tf_keras legacy SGD (no state; the legacy optimizers update only the rows of the batch)",
     "adagrad": "tf_keras legacy Adagrad (d floats of state per row)",
     "adam": "tf_keras legacy Adam (2d floats per row; sparse rows get lazy moment updates)",
     "counter_sgd": "tf_freqsgd.CounterSGD: rate lr * (c_k/t)^-0.5 from one counter per row",
+    "counter_sgd_adam": f"CounterSGD on the id tables, tf_keras Adam (lr {DENSE_ADAM_RATE:g}) on the other variables "
+                        "(dense_optimizer)",
     "frequency_sgd": "tf_freqsgd.FrequencySGD: rate lr * p_k^-0.5, p_k counted from the training split",
     "rowwise_adagrad_counter": "tf_freqsgd.RowwiseAdagradCounter: row-wise Adagrad times the counter scale",
 }
@@ -48,6 +52,8 @@ def make_optimizer(name, learning_rate, *, frequencies=None):
         "adagrad": lambda: legacy.Adagrad(learning_rate),
         "adam": lambda: legacy.Adam(learning_rate),
         "counter_sgd": lambda: CounterSGD(learning_rate),
+        "counter_sgd_adam": lambda: CounterSGD(learning_rate,
+                                               dense_optimizer=tf_keras.optimizers.Adam(DENSE_ADAM_RATE)),
         "frequency_sgd": lambda: FrequencySGD(frequencies, learning_rate),
         "rowwise_adagrad_counter": lambda: RowwiseAdagradCounter(learning_rate),
     }

@@ -17,6 +17,36 @@ from tf_freqsgd.optimizers import row_storage as dynamic
 from tf_freqsgd.optimizers import frequency_rule, settings, sparse_rows, step_checks, tf_step
 
 
+# The variables a dense_optimizer leaves to the frequency-aware rule: those whose names hold one of
+# these (tf_keras' Embedding and tf_freqsgd's layers name their tables "embeddings"), and TFRA's.
+DEFAULT_TABLE_NAMES = ("embeddings",)
+# Set on the frequency-aware optimizer instead: it clips every gradient before any update.
+_OUTER_ONLY = ("clipnorm", "clipvalue", "global_clipnorm", "use_ema", "weight_decay")
+
+
+def _dense_optimizer(identifier):
+    """A tf_keras optimizer for the variables that are not id tables, from a name, a config or an
+    instance; None stays None."""
+    if identifier is None:
+        return None
+    if isinstance(identifier, dict):
+        # tf_keras reads a config without "is_legacy_optimizer" as a legacy optimizer's (and
+        # changes the dict it is given).
+        config = {**identifier, "config": {"is_legacy_optimizer": False, **identifier.get("config", {})}}
+        optimizer = tf_keras.optimizers.deserialize(config)
+    else:
+        optimizer = tf_keras.optimizers.get(identifier)
+    if not isinstance(optimizer, tf_keras.optimizers.Optimizer) or isinstance(optimizer, FrequencyAwareOptimizer):
+        raise ValueError(f"`dense_optimizer` must be a tf_keras optimizer of the current API (Adam, SGD, ...), "
+                         f"not {type(optimizer).__name__}.")
+    config = optimizer.get_config()
+    given = [name for name in _OUTER_ONLY if config.get(name)]
+    if given:
+        raise ValueError(f"`dense_optimizer` {type(optimizer).__name__} sets {', '.join(given)}: set clipping and "
+                         "EMA on the frequency-aware optimizer (they apply to every gradient); decay of dense "
+                         "variables is not supported through a dense_optimizer.")
+    return optimizer
+
 
 class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
     """Base of the optimizers whose per-row rate follows a ``FrequencyRule``.
@@ -24,10 +54,20 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
     Subclasses create their per-variable state in ``_create_slots`` and implement
     ``_observe(slots, ids, occurrences)``, which returns each row's count and estimated frequency,
     and ``_update(variable)``, the ``updates.Update`` of a variable.
+
+    ``dense_optimizer`` (a tf_keras optimizer, its name or config): trains every variable that is
+    not an id table (a TFRA table, or a variable whose name holds one of ``table_names``) with its
+    own rule and state, in the same step; the tables keep the frequency-aware rule and its few
+    bytes a row. Without it those variables get this optimizer's dense update (SGD).
     """
 
-    def __init__(self, learning_rate, rule, name, non_finite="raise", counter_spec=None, jit_compile=False, **kwargs):
+    def __init__(self, learning_rate, rule, name, non_finite="raise", counter_spec=None, jit_compile=False,
+                 dense_optimizer=None, table_names=DEFAULT_TABLE_NAMES, **kwargs):
         super().__init__(name=name, weight_decay=None, jit_compile=jit_compile, **kwargs)
+        # Not a dependency of this optimizer: its variables join this one's (`_variables`), so a
+        # checkpoint or a .keras file holds them once, with this optimizer's.
+        self.dense_optimizer = self._no_dependency(_dense_optimizer(dense_optimizer))
+        self.table_names = arguments.names("table_names", table_names)
         learning_rate = frequency_rule.check_learning_rate(learning_rate)
         arguments.choice("non_finite", non_finite, step_checks.NON_FINITE_POLICIES)
         self._learning_rate = self._build_learning_rate(learning_rate)
@@ -68,7 +108,11 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         # A step's occurrences of the ids its gradients were summed over on a worker (see
         # _summed_on_worker), by variable key.
         self._worker_occurrences = self._no_dependency({})
-        self._slots = self._no_dependency([self._create_slots(variable) for variable in var_list])
+        self._slots = self._no_dependency([
+            {} if self._dense_optimizer_trains(variable) else self._create_slots(variable) for variable in var_list])
+        if self.dense_optimizer is not None:
+            self.dense_optimizer.build([variable for variable in var_list if self._dense_optimizer_trains(variable)])
+            self._variables.extend(self.dense_optimizer.variables)
         # Each dynamic embedding's TFRA trainable and this optimizer's width-1 tables for it, by
         # table name: what eviction and the size reports work on.
         # (NoDependency: the tables are tracked once, where they are made.)
@@ -81,9 +125,17 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
     def _create_slots(self, variable):
         raise NotImplementedError
 
+    def _dense_optimizer_trains(self, variable):
+        if self.dense_optimizer is None or dynamic.is_dynamic(variable):
+            return False
+        return not any(name in variable.name for name in self.table_names)
+
     def state_settings(self):
         """The settings that decide what this optimizer's saved state holds and means."""
-        return {"class": type(self).__name__, "state_format": settings.STATE_FORMAT}
+        own = {"class": type(self).__name__, "state_format": settings.STATE_FORMAT}
+        if self.dense_optimizer is not None:
+            own["dense_optimizer"] = type(self.dense_optimizer).__name__
+        return own
 
     def save_own_variables(self, store):
         super().save_own_variables(store)
@@ -166,9 +218,12 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
             applied = self._distributed_apply_gradients_fn(distribution, grads_and_vars)
             # After TFRA has written the batch's rows back: drop those of ids not yet admitted.
             removals = [dynamic.remove_rows(variable, keys) for variable, keys in self._unadmitted]
+            counted = [self._applied_steps.assign_add(1)]
+            if self.dense_optimizer is not None:
+                counted.append(self.dense_optimizer.iterations.assign_add(1))
             with tf.control_dependencies([applied] + removals):
-                self._applied_steps.assign_add(1)
-                return tf.identity(self.iterations)
+                with tf.control_dependencies(counted):
+                    return tf.identity(self.iterations)
 
         return tf_step.checked_step(self, grads_and_vars, distribution.experimental_local_results, apply,
                                     lambda: tf.identity(self.iterations))
@@ -195,6 +250,9 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         return self._applied_steps + 1
 
     def update_step(self, gradient, variable):
+        if self._dense_optimizer_trains(variable):
+            self.dense_optimizer.update_step(gradient, variable)
+            return
         slots = self._slots[self._index_dict[self._var_key(variable)]]
         if dynamic.is_dynamic(variable):
             slots = dynamic.bind_to_batch(slots, variable)
@@ -217,5 +275,7 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
     def get_config(self):
         config = super().get_config()
         config.update(self.rule.config(), learning_rate=self._serialize_hyperparameter(self._learning_rate),
-                      non_finite=self.non_finite)
+                      non_finite=self.non_finite, table_names=list(self.table_names),
+                      dense_optimizer=None if self.dense_optimizer is None
+                      else tf_keras.optimizers.serialize(self.dense_optimizer))
         return config

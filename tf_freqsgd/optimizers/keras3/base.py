@@ -38,15 +38,45 @@ def _constant_initializer(value):
     return lambda shape, dtype=None: keras.ops.convert_to_tensor(values, dtype=dtype)
 
 
+# The variables a dense_optimizer leaves to the frequency-aware rule: those whose paths hold one of these.
+DEFAULT_TABLE_NAMES = ("embeddings",)
+# Set on the frequency-aware optimizer instead: it clips every gradient before any update.
+_OUTER_ONLY = ("clipnorm", "clipvalue", "global_clipnorm", "use_ema", "weight_decay", "loss_scale_factor",
+               "gradient_accumulation_steps")
+
+
+def _dense_optimizer(identifier):
+    """A Keras 3 optimizer for the variables that are not id tables (a name, a config or an
+    instance); None stays None."""
+    if identifier is None:
+        return None
+    optimizer = keras.optimizers.get(identifier)
+    if isinstance(optimizer, FrequencyAwareOptimizer) or not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise ValueError(f"`dense_optimizer` must be a Keras optimizer (Adam, SGD, ...), not "
+                         f"{type(optimizer).__name__}.")
+    config = optimizer.get_config()
+    given = [name for name in _OUTER_ONLY if config.get(name)]
+    if given:
+        raise ValueError(f"`dense_optimizer` {type(optimizer).__name__} sets {', '.join(given)}: set clipping, EMA and "
+                         "loss scaling on the frequency-aware optimizer (they apply to every gradient); decay of "
+                         "dense variables is not supported through a dense_optimizer.")
+    return optimizer
+
+
 class FrequencyAwareOptimizer(keras.optimizers.Optimizer):
     """Base of the Keras 3 optimizers whose per-row rate follows a ``FrequencyRule``.
 
     Subclasses create their per-variable state in ``_create_slots`` and implement
     ``_observe(slots, ids, occurrences)`` (TensorFlow) and ``_observe_rows(slots, present)`` (JAX):
     each row's count and estimated frequency; and ``_update(variable)``, its ``updates.Update``.
+
+    ``dense_optimizer`` (a Keras optimizer, its name or config): trains every variable that is not
+    an id table (one whose path holds one of ``table_names``) with its own rule and state, in the
+    same step; the tables keep the frequency-aware rule. Without it they get the dense update (SGD).
     """
 
-    def __init__(self, learning_rate, rule, name, non_finite="raise", counter_spec=None, **kwargs):
+    def __init__(self, learning_rate, rule, name, non_finite="raise", counter_spec=None, dense_optimizer=None,
+                 table_names=DEFAULT_TABLE_NAMES, **kwargs):
         learning_rate = frequency_rule.check_learning_rate(learning_rate)
         arguments.choice("non_finite", non_finite, step_checks.NON_FINITE_POLICIES)
         # Keras' own weight decay sweeps whole tables every step; this rule's decay is per row.
@@ -55,6 +85,8 @@ class FrequencyAwareOptimizer(keras.optimizers.Optimizer):
         self.rule = rule
         self.counter_spec = counter_spec  # None: frequencies are given, not counted
         self.non_finite = non_finite
+        self.dense_optimizer = _dense_optimizer(dense_optimizer)
+        self.table_names = arguments.names("table_names", table_names)
         # The t of every frequency estimate: the steps applied.
         self._applied_steps = self.add_variable((), initializer="zeros", dtype="int64",
                                                 aggregation="only_first_replica", name="applied_steps")
@@ -79,17 +111,33 @@ class FrequencyAwareOptimizer(keras.optimizers.Optimizer):
         if not ON_TENSORFLOW:
             jax_ops()  # refuses 32-bit JAX before any state is made
         super().build(variables)
-        self._slots = [self._create_slots(variable) for variable in variables]
+        self._slots = [{} if self._dense_optimizer_trains(variable) else self._create_slots(variable)
+                       for variable in variables]
+        if self.dense_optimizer is not None:
+            self.dense_optimizer.build([v for v in variables if self._dense_optimizer_trains(v)])
+            # Saved, restored and (JAX) passed through each step with this optimizer's own.
+            self._variables.extend(self.dense_optimizer.variables)
+
+    def _dense_optimizer_trains(self, variable):
+        if self.dense_optimizer is None:
+            return False
+        path = str(getattr(variable, "path", variable.name))
+        return not any(name in path for name in self.table_names)
 
     def _create_slots(self, variable):
         raise NotImplementedError
 
     def state_settings(self):
         """The settings that decide what this optimizer's saved state holds and means."""
-        return {"class": type(self).__name__, "state_format": settings.STATE_FORMAT}
+        own = {"class": type(self).__name__, "state_format": settings.STATE_FORMAT}
+        if self.dense_optimizer is not None:
+            own["dense_optimizer"] = type(self.dense_optimizer).__name__
+        return own
 
     def get_config(self):
-        return {**super().get_config(), **self.rule.config(), "non_finite": self.non_finite}
+        dense = None if self.dense_optimizer is None else keras.optimizers.serialize(self.dense_optimizer)
+        return {**super().get_config(), **self.rule.config(), "non_finite": self.non_finite,
+                "table_names": list(self.table_names), "dense_optimizer": dense}
 
     def save_own_variables(self, store):
         super().save_own_variables(store)
@@ -150,12 +198,17 @@ class FrequencyAwareOptimizer(keras.optimizers.Optimizer):
     def _checked_update(self, distribution, grads_and_vars, learning_rate):
         def apply():
             self._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
+            if self.dense_optimizer is not None:
+                self.dense_optimizer.iterations.assign_add(1)
             return tf.identity(self._applied_steps.assign_add(1))
 
         return tf_step.checked_step(self, grads_and_vars, distribution.experimental_local_results, apply,
                                     lambda: tf.identity(self._applied_steps.value))
 
     def update_step(self, gradient, variable, learning_rate):
+        if self._dense_optimizer_trains(variable):
+            self.dense_optimizer.update_step(gradient, variable, self.dense_optimizer.learning_rate)
+            return
         lr = tf.cast(learning_rate, tf.float32)
         tf_step.update_variable(self, variable, self.row_state(variable), gradient, lr)
 
@@ -166,10 +219,26 @@ class FrequencyAwareOptimizer(keras.optimizers.Optimizer):
         finite = [xp.all(xp.isfinite(g)) for g in grads if g is not None]
         applies = xp.all(xp.stack(finite)) if finite else True
         lr = xp.cast(learning_rate, xp.float32)
+        dense = [(gradient, variable) for gradient, variable in zip(grads, trainable_variables)
+                 if gradient is not None and self._dense_optimizer_trains(variable)]
         for gradient, variable in zip(grads, trainable_variables):
-            if gradient is not None:
+            if gradient is not None and not self._dense_optimizer_trains(variable):
                 self._jax_update_variable(xp, gradient, variable, lr, applies)
+        if dense:
+            self._jax_dense_optimizer_step(xp, dense, applies)
         self.assign_add(self._applied_steps, xp.cast(applies, xp.int64))
+
+    def _jax_dense_optimizer_step(self, xp, grads_and_vars, applies):
+        """The dense optimizer's step on its variables, kept only when the step applies (nothing
+        branches inside ``jit``: every value it wrote is put back otherwise)."""
+        touched = [variable for _, variable in grads_and_vars] + list(self.dense_optimizer.variables)
+        before = [variable.value for variable in touched]
+        lr = self.dense_optimizer.learning_rate
+        for gradient, variable in grads_and_vars:
+            self.dense_optimizer.update_step(xp.where(applies, gradient, xp.full_like(gradient, 0.0)), variable, lr)
+        self.dense_optimizer.iterations.assign_add(1)
+        for variable, old in zip(touched, before):
+            variable.assign(xp.where(applies, variable.value, old))
 
     def _jax_update_variable(self, xp, gradient, variable, lr, applies):
         slots = self._slots[self._get_variable_index(variable)]
