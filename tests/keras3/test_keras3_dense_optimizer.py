@@ -12,6 +12,10 @@ import tf_freqsgd
 
 pytestmark = pytest.mark.skipif(tf_freqsgd.active_keras() != "keras3",
                                 reason="tf.keras is tf_keras (Keras 3 runs: TF_USE_LEGACY_KERAS=0)")
+if keras.backend.backend() == "jax":
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # the counters' (README, JAX)
 VOCAB, WIDTH, BATCH, STEPS = 30, 4, 16, 4
 
 
