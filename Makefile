@@ -51,6 +51,8 @@ test-%: install-%
 	TF_USE_LEGACY_KERAS=1 .venv$*/bin/python -m pytest -q $(CORE_TESTS)
 
 install-%: .venv%/.installed ;
+# Kept after the run (make deletes a pattern rule's intermediate files): the next run reuses the venv.
+.PRECIOUS: .venv%/.installed
 
 .venv%/.installed: requirements-keras3.txt setup.py $(wildcard tf_freqsgd/cc/*/*)
 	@test -n "$(call python_for,$*)" || { echo "make test needs Python $* for the current stack: install it (pyenv install $*)" >&2; exit 1; }
