@@ -30,9 +30,9 @@ demo: install
 	$(PY) examples/movielens_retrieval.py --export_dir=$(DEMO_DIR)/retrieval/1 --metrics_json=$(DEMO_DIR)/retrieval_metrics.json
 	env -u TF_USE_LEGACY_KERAS $(PY) examples/serve_demo.py --export_dir=$(DEMO_DIR)/retrieval/1 --users=0,1,2
 
-# Every tested stack, and Horovod in its own venv (about 20 minutes on 2 cores after the installs;
-# Horovod's venv and build add about 11).
-test: test-pinned $(addprefix test-,$(CURRENT_PYTHONS)) test-horovod
+# Every tested stack (about 30 minutes on 2 cores with the installs). Horovod's test has its own
+# target, test-horovod: its venv and build take 11 more minutes, past CI's 40-minute budget.
+test: test-pinned $(addprefix test-,$(CURRENT_PYTHONS))
 
 # The pinned stack: everything on tf_keras (TFRA, TFRS, examples, benchmarks), then the Keras 3
 # front on its TensorFlow 2.16.
