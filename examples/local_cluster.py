@@ -67,7 +67,7 @@ def run_multi_worker(example):
         chief = subprocess.Popen(example + ["--strategy=multi_worker"], env=task_environment(cluster, "worker", 0))
         print(f"local_cluster: worker pids {[chief.pid] + [process.pid for process in others]}", flush=True)
     except BaseException:
-        _stop(others)
+        server.stop_processes(others)
         raise
     return _wait(chief, others)
 
@@ -88,19 +88,7 @@ def _wait(chief, others):
         print(f"local_cluster: stopped after --timeout={FLAGS.timeout} s", file=sys.stderr)
         return 1
     finally:
-        _stop([chief, *others])
-
-
-def _stop(processes):
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop_processes([chief, *others])
 
 
 def main(argv):

@@ -102,15 +102,21 @@ def local_cluster(num_ps, num_workers=0, chief=True, timeout=120, env=None, comm
                 raise RuntimeError(f"a tf_freqsgd server did not start in {timeout} s (exit status {process.poll()}).")
         yield cluster
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(processes)
+
+
+def stop_processes(processes, grace=10):
+    """Stops each of ``processes`` (``subprocess.Popen``) still running: SIGTERM, then SIGKILL to
+    those not gone after ``grace`` seconds."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _wait_until_listening(process, deadline):

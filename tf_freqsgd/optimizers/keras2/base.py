@@ -14,13 +14,10 @@ import tf_keras
 
 from tf_freqsgd import _compat, _tf_internals, arguments
 from tf_freqsgd.optimizers import row_storage as dynamic
-from tf_freqsgd.optimizers import frequency_rule, settings, sparse_rows, step_checks, tf_step
+from tf_freqsgd.optimizers import dense_pairing, frequency_rule, settings, sparse_rows, step_checks, tf_step
 
 
-# The variables a dense_optimizer leaves to the frequency-aware rule: those whose names hold one of
-# these (tf_keras' Embedding and tf_freqsgd's layers name their tables "embeddings"), and TFRA's.
-DEFAULT_TABLE_NAMES = ("embeddings",)
-# Set on the frequency-aware optimizer instead: it clips every gradient before any update.
+# Set on the frequency-aware optimizer instead (dense_pairing.refuse_outer_settings).
 _OUTER_ONLY = ("clipnorm", "clipvalue", "global_clipnorm", "use_ema", "weight_decay")
 
 
@@ -39,12 +36,7 @@ def _dense_optimizer(identifier):
     if not isinstance(optimizer, tf_keras.optimizers.Optimizer) or isinstance(optimizer, FrequencyAwareOptimizer):
         raise ValueError(f"`dense_optimizer` must be a tf_keras optimizer of the current API (Adam, SGD, ...), "
                          f"not {type(optimizer).__name__}.")
-    config = optimizer.get_config()
-    given = [name for name in _OUTER_ONLY if config.get(name)]
-    if given:
-        raise ValueError(f"`dense_optimizer` {type(optimizer).__name__} sets {', '.join(given)}: set clipping and "
-                         "EMA on the frequency-aware optimizer (they apply to every gradient); decay of dense "
-                         "variables is not supported through a dense_optimizer.")
+    dense_pairing.refuse_outer_settings(optimizer, _OUTER_ONLY)
     return optimizer
 
 
@@ -62,7 +54,7 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
     """
 
     def __init__(self, learning_rate, rule, name, non_finite="raise", counter_spec=None, jit_compile=False,
-                 dense_optimizer=None, table_names=DEFAULT_TABLE_NAMES, **kwargs):
+                 dense_optimizer=None, table_names=dense_pairing.DEFAULT_TABLE_NAMES, **kwargs):
         super().__init__(name=name, weight_decay=None, jit_compile=jit_compile, **kwargs)
         # Not a dependency of this optimizer: its variables join this one's (`_variables`), so a
         # checkpoint or a .keras file holds them once, with this optimizer's.
@@ -128,7 +120,7 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
     def _dense_optimizer_trains(self, variable):
         if self.dense_optimizer is None or dynamic.is_dynamic(variable):
             return False
-        return not any(name in variable.name for name in self.table_names)
+        return not dense_pairing.is_table(variable.name, self.table_names)
 
     def state_settings(self):
         """The settings that decide what this optimizer's saved state holds and means."""

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_freqsgd import _compat, _tf_internals, arguments
-from tf_freqsgd.optimizers import frequency_rule, settings, step_checks, tf_step
+from tf_freqsgd.optimizers import dense_pairing, frequency_rule, settings, step_checks, tf_step
 from tf_freqsgd.optimizers.array_ops import TENSORFLOW, jax_ops
 
 ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
@@ -38,9 +38,7 @@ def _constant_initializer(value):
     return lambda shape, dtype=None: keras.ops.convert_to_tensor(values, dtype=dtype)
 
 
-# The variables a dense_optimizer leaves to the frequency-aware rule: those whose paths hold one of these.
-DEFAULT_TABLE_NAMES = ("embeddings",)
-# Set on the frequency-aware optimizer instead: it clips every gradient before any update.
+# Set on the frequency-aware optimizer instead (dense_pairing.refuse_outer_settings).
 _OUTER_ONLY = ("clipnorm", "clipvalue", "global_clipnorm", "use_ema", "weight_decay", "loss_scale_factor",
                "gradient_accumulation_steps")
 
@@ -54,12 +52,7 @@ def _dense_optimizer(identifier):
     if isinstance(optimizer, FrequencyAwareOptimizer) or not isinstance(optimizer, keras.optimizers.Optimizer):
         raise ValueError(f"`dense_optimizer` must be a Keras optimizer (Adam, SGD, ...), not "
                          f"{type(optimizer).__name__}.")
-    config = optimizer.get_config()
-    given = [name for name in _OUTER_ONLY if config.get(name)]
-    if given:
-        raise ValueError(f"`dense_optimizer` {type(optimizer).__name__} sets {', '.join(given)}: set clipping, EMA and "
-                         "loss scaling on the frequency-aware optimizer (they apply to every gradient); decay of "
-                         "dense variables is not supported through a dense_optimizer.")
+    dense_pairing.refuse_outer_settings(optimizer, _OUTER_ONLY)
     return optimizer
 
 
@@ -76,7 +69,7 @@ class FrequencyAwareOptimizer(keras.optimizers.Optimizer):
     """
 
     def __init__(self, learning_rate, rule, name, non_finite="raise", counter_spec=None, dense_optimizer=None,
-                 table_names=DEFAULT_TABLE_NAMES, **kwargs):
+                 table_names=dense_pairing.DEFAULT_TABLE_NAMES, **kwargs):
         learning_rate = frequency_rule.check_learning_rate(learning_rate)
         arguments.choice("non_finite", non_finite, step_checks.NON_FINITE_POLICIES)
         # Keras' own weight decay sweeps whole tables every step; this rule's decay is per row.
@@ -121,8 +114,7 @@ class FrequencyAwareOptimizer(keras.optimizers.Optimizer):
     def _dense_optimizer_trains(self, variable):
         if self.dense_optimizer is None:
             return False
-        path = str(getattr(variable, "path", variable.name))
-        return not any(name in path for name in self.table_names)
+        return not dense_pairing.is_table(str(getattr(variable, "path", variable.name)), self.table_names)
 
     def _create_slots(self, variable):
         raise NotImplementedError
