@@ -2,13 +2,14 @@
 
 Run: `.venv/bin/python benchmarks/quality.py` (part of `make bench`; `--quick`: synthetic data of
 20,000 ratings, 1 epoch, 1 seed, 1 learning rate). Writes `benchmarks/results/quality.json`,
-`quality_curves_<dataset>.png` (validation metric versus step) and `quality_buckets_<dataset>.png`.
+`quality_curves_<dataset>.png` (validation metric versus step), `quality_rates_<dataset>.png`
+(validation metric versus learning rate) and `quality_buckets_<dataset>.png`.
 The data sets are measured side by side in subprocesses (`--workers`).
 
 Data: MovieLens 100K (`tf_freqsgd.data.load_movielens("ml-100k", --data_dir)`, skipped with a note
 when its files are absent) and the built-in synthetic Zipf set ("synthetic", MovieLens 100K's
 sizes). Each set is split 80/10/10 at random with a fixed seed (`SPLIT_SEED`), the same split
-for every optimizer and seed. Tasks (d = 64 everywhere, the width of the memory target):
+for every optimizer and seed. Tasks (d = 64, the width of the memory target, except the TFRS tutorial's 32):
 
 * `rating`: the ranking model of `tf_freqsgd.models.ranking` (user and item embeddings, an MLP
   head 2d -> 256 -> 64 -> 1) predicting the rating, mean squared error over the batch; metric test
@@ -20,19 +21,27 @@ for every optimizer and seed. Tasks (d = 64 everywhere, the width of the memory 
   differ only in their treatment of embeddings; `ctr`'s MLP head adds dense weights, which every
   example updates, and which the SGD family trains with the embeddings' learning rate.
 * `retrieval`: the TFRS two-tower model of `tf_freqsgd.models.retrieval` (one embedding per tower,
-  in-batch softmax over all ratings as positives, loss summed over the batch); metric test recall@100:
-  the share of test (user, item) pairs whose item is among the user's 100 best-scored items of the
-  whole catalogue.
+  in-batch softmax over all ratings as positives, loss summed over the batch, batch 1,024); metric
+  test recall@100: the share of test (user, item) pairs whose item is among the user's 100
+  best-scored items of the whole catalogue.
+* `retrieval_tfrs`: the TFRS basic retrieval tutorial's shape (`TfrsTutorialModel`: per tower
+  `IntegerLookup` -> `Embedding(32)`, `tfrs.tasks.Retrieval()` with its defaults, batch 8,192,
+  3 epochs, `compile`/`fit`); the same metric.
+* `retrieval_logq`, `retrieval_tfrs_logq`: the same two with log-Q correction (the logits less the
+  log of each item's appearances per training step, counted on the training split).
 
 Protocol, the same for every optimizer (SGD, Adagrad and Adam are tf_keras's legacy, sparse
 optimizers; FrequencySGD's frequencies are counted from the training split): a learning-rate grid
-of the same size (`GRIDS`, points a factor of 3 apart around values that measured well), each
-point trained with seed 0 for a fixed number of epochs, the validation metric measured every half
-epoch. A run's result is its best validation point (early stopping: the test
+of 7 points a factor 10^(1/3) apart (spanning 100x) around a centre per task and optimizer family
+(`GRID_CENTRES`), each point trained with seed 0 for a fixed number of epochs, the validation metric
+measured every half epoch. A run's result is its best validation point (early stopping: the test
 metrics are measured with the weights of that point); the rate whose run has the best one is
 chosen, and seeds 1, 2, ... train at that rate. Test metrics are the mean ± sample std over all
 seeds at the chosen rate (the seed changes the initialisation and the batch order). Learning
-curves: the validation metric against the step, mean over seeds.
+curves: the validation metric against the step, mean over seeds. Robustness (`quality_rates_*.png`):
+the widest run of grid rates whose seed-0 validation metric is within 5% of the optimizer's best,
+and whether the optimizer's default rate lies in it. `--update` measures some tasks again and keeps
+the rest of the existing quality.json.
 
 Rare ids: items ranked by their number of training interactions (ties by id); **head** = the most
 frequent items that together hold the first 50% of the training interactions, **torso** = the
@@ -44,6 +53,7 @@ Memory: `tf_freqsgd.optimizer_state_bytes` of each trained model's optimizer, in
 row of the item tables.
 """
 
+import inspect
 import json
 import math
 import os
@@ -62,6 +72,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tf_freqsgd  # noqa: E402
 import numpy as np
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
 import bench_flags  # noqa: E402  (beside this script)
 import ctr_harness  # noqa: E402  (beside this script)
@@ -70,42 +81,47 @@ from tf_freqsgd.evaluation import auc
 from tf_freqsgd.models import matrix_factorization
 from tf_freqsgd.models.ranking import RankingModel
 from tf_freqsgd.models.ranking import label_key as ranking_label_key
-from tf_freqsgd.models.retrieval import RetrievalModel
-from tf_freqsgd.models.training import OPTIMIZERS, fit_resumable, known_frequencies, make_optimizer
+from tf_freqsgd.models.retrieval import RetrievalModel, counts_logq
+from tf_freqsgd.models.training import OPTIMIZERS, fit_resumable, id_frequencies, known_frequencies, make_optimizer
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 SPLIT_SEED = 0
 BUCKET_SHARES = (0.5, 0.8)  # cumulative shares of training interactions closing head and torso
 BUCKETS = ("head", "torso", "tail")
 RECALL_K = 100
+ROBUST_SHARE = 0.05  # "within 5% of the best" of the robustness target
+ROBUST_SPAN = 10.0  # ... over a 10x range of rates
 
-# Learning-rate grids, the same size for every optimizer, points a factor of 3 apart, placed where a
-# 7-point sweep (`--grid=wide`, seed 0, validation) measured well. Retrieval's (loss summed over
-# in-batch negatives) are per data set: there Adagrad's best rate is 0.03 on MovieLens 100K and above
-# 2.7 on the synthetic set. Data sets without grids of their own take MovieLens 100K's.
+# Learning-rate grids: the same 7 points for every optimizer, a factor 10^(1/3) apart (so 4
+# consecutive points span 10x and the grid 100x), centred on the rate each family measured best.
+# Tasks whose loss is summed over the batch (retrieval) want rates ~B times smaller than the averaged
+# ones for the SGD family; the Adagrad family is nearly indifferent to the loss's scale. Data sets
+# without centres of their own take MovieLens 100K's.
+GRID_STEP = 10.0 ** (1.0 / 3.0)
+GRID_POINTS = 7
 _SGD_FAMILY = ("sgd", "counter_sgd", "counter_sgd_adam", "frequency_sgd")
 _ADAGRAD_FAMILY = ("adagrad", "rowwise_adagrad_counter")
 
 
-def _grids(sgd, adagrad, adam, rowwise=None):
-    grids = {name: sgd for name in _SGD_FAMILY}
-    grids.update({name: adagrad for name in _ADAGRAD_FAMILY}, adam=adam)
-    if rowwise:
-        grids["rowwise_adagrad_counter"] = rowwise
-    return grids
+def _centres(sgd, adagrad, adam, **others):
+    centres = {name: sgd for name in _SGD_FAMILY}
+    centres.update({name: adagrad for name in _ADAGRAD_FAMILY}, adam=adam)
+    centres.update(others)
+    return centres
 
 
-GRIDS = {
-    "rating": _grids(sgd=[0.033, 0.1, 0.3, 0.9], adagrad=[0.033, 0.1, 0.3, 0.9], adam=[0.001, 0.003, 0.009, 0.027]),
-    "ctr": _grids(sgd=[0.3, 0.9, 2.7, 8.1], adagrad=[0.1, 0.3, 0.9, 2.7], adam=[0.001, 0.003, 0.009, 0.027]),
-    "ctr_mf": _grids(sgd=[3.3, 10.0, 30.0, 90.0], adagrad=[1.1, 3.3, 10.0, 30.0], adam=[0.0011, 0.0033, 0.01, 0.03]),
-    "retrieval": {
-        "ml-100k": _grids(sgd=[0.011, 0.033, 0.1, 0.3], adagrad=[0.011, 0.033, 0.1, 0.3],
-                          adam=[0.0003, 0.001, 0.003, 0.009], rowwise=[2.7, 8.1, 24.0, 73.0]),
-        "synthetic": dict(_grids(sgd=[0.011, 0.033, 0.1, 0.3], adagrad=[0.9, 2.7, 8.1, 24.0],
-                                 adam=[0.0003, 0.001, 0.003, 0.009], rowwise=[2.7, 8.1, 24.0, 73.0]),
-                          sgd=[0.033, 0.1, 0.3, 0.9]),
-    },
+_RETRIEVAL_CENTRES = {"ml-100k": _centres(sgd=0.0464, adagrad=0.0464, adam=0.00215, rowwise_adagrad_counter=21.5),
+                      "synthetic": _centres(sgd=0.215, adagrad=4.64, adam=0.00215, rowwise_adagrad_counter=21.5)}
+_TFRS_CENTRES = {"ml-100k": _centres(sgd=0.0464, adagrad=0.0464, adam=0.00464),
+                 "synthetic": _centres(sgd=0.0464, adagrad=0.1, adam=0.00464)}
+GRID_CENTRES = {
+    "rating": _centres(sgd=0.215, adagrad=0.215, adam=0.00464),
+    "ctr": _centres(sgd=2.15, adagrad=0.464, adam=0.00464),
+    "ctr_mf": _centres(sgd=21.5, adagrad=4.64, adam=0.00464),
+    "retrieval": _RETRIEVAL_CENTRES,
+    "retrieval_logq": _RETRIEVAL_CENTRES,
+    "retrieval_tfrs": _TFRS_CENTRES,
+    "retrieval_tfrs_logq": _TFRS_CENTRES,
 }
 OPTIMIZER_LABELS = {"sgd": "SGD", "adagrad": "Adagrad", "adam": "Adam", "counter_sgd": "CounterSGD",
                     "counter_sgd_adam": "CounterSGD + Adam (dense)",
@@ -115,26 +131,31 @@ flags.DEFINE_list("datasets", ["ml-100k", "synthetic"], "Data sets: ml-100k (rea
 flags.DEFINE_string("data_dir", ctr_harness.ML100K_DIR, "MovieLens 100K's directory (u.data, u.item).")
 flags.DEFINE_integer("synthetic_ratings", None, "Ratings of the synthetic data set (default: MovieLens 100K's "
                      "100,000).")
-flags.DEFINE_list("tasks", list(GRIDS), f"Tasks, of {list(GRIDS)}.")
+flags.DEFINE_list("tasks", list(GRID_CENTRES), f"Tasks, of {list(GRID_CENTRES)}.")
 flags.DEFINE_list("optimizers", list(OPTIMIZERS), "Optimizers, by the examples' names.")
 flags.DEFINE_integer("seeds", 3, "Seeds at the chosen learning rate (seed 0 is the grid's run).")
-flags.DEFINE_enum("grid", "tuned", ["tuned", "wide"], "tuned: GRIDS; wide: 7 points around each grid's centre.")
-flags.DEFINE_integer("grid_points", None, "Use only this many points of each grid, nearest its centre.")
+flags.DEFINE_integer("grid_points", GRID_POINTS, "Learning rates of each grid, nearest its centre.")
 flags.DEFINE_integer("dim", 64, "Embedding width.")
 flags.DEFINE_integer("ranking_epochs", 5, "Epochs of the rating and CTR models.")
 flags.DEFINE_integer("ranking_batch_size", 256, "Batch size of the rating and CTR models.")
 flags.DEFINE_integer("retrieval_epochs", 3, "Epochs of the retrieval model.")
 flags.DEFINE_integer("retrieval_batch_size", 1024, "Batch size of the retrieval model (in-batch negatives).")
+flags.DEFINE_integer("tfrs_dim", 32, "Embedding width of the TFRS tutorial's retrieval model.")
+flags.DEFINE_integer("tfrs_epochs", 3, "Epochs of the TFRS tutorial's retrieval model.")
+flags.DEFINE_integer("tfrs_batch_size", 8192, "Batch size of the TFRS tutorial's retrieval model.")
 flags.DEFINE_integer("evals_per_epoch", 2, "Validation points of the learning curves per epoch.")
 flags.DEFINE_integer("workers", 2, "Processes measuring the data sets side by side, each on one TensorFlow "
                      "thread (the small models' steps are mostly single-threaded); 1: all in this process.")
 flags.DEFINE_integer("threads", 0, "TensorFlow's intra- and inter-op threads; 0 for its default.")
 flags.DEFINE_string("output_dir", RESULTS_DIR, "Where the JSON and PNG files go.")
+flags.DEFINE_bool("update", False, "Measure --tasks on --datasets only and keep every other result of the existing "
+                  "quality.json in --output_dir (each task records its own seeds and sizes).")
 FLAGS = flags.FLAGS
 
 # Forwarded to each data set's worker process.
-WORKER_FLAGS = ("data_dir", "synthetic_ratings", "tasks", "optimizers", "seeds", "grid", "grid_points", "dim",
-                "ranking_epochs", "ranking_batch_size", "retrieval_epochs", "retrieval_batch_size", "evals_per_epoch")
+WORKER_FLAGS = ("data_dir", "synthetic_ratings", "tasks", "optimizers", "seeds", "grid_points", "dim",
+                "ranking_epochs", "ranking_batch_size", "retrieval_epochs", "retrieval_batch_size", "tfrs_dim",
+                "tfrs_epochs", "tfrs_batch_size", "evals_per_epoch")
 
 
 # ---- Frequency buckets. ----
@@ -296,8 +317,12 @@ class MatrixFactorizationCtrTask(CtrTask):
 
 
 class RetrievalTask(Task):
+    """`tf_freqsgd.models.retrieval.RetrievalModel` (d = --dim, batch --retrieval_batch_size), with
+    log-Q correction from the training split's counts when `logq`."""
+
     name, metric = "retrieval", f"recall@{RECALL_K}"
     label_key = None
+    logq = False
 
     @property
     def epochs(self):
@@ -307,25 +332,105 @@ class RetrievalTask(Task):
     def batch_size(self):
         return FLAGS.retrieval_batch_size
 
+    def item_frequencies(self):
+        """Appearances per training step of each item (`training.id_frequencies`), log-Q's `q`."""
+        return id_frequencies(self.train["item_id"], self.num_items, self.steps_per_epoch)[0]
+
     def build(self, seed):
         tf.keras.utils.set_random_seed(seed)
         model = RetrievalModel(self.num_users, self.num_items, dim=FLAGS.dim, seed=seed)
         model.build_tables()
+        if self.logq:
+            model.sampling_probability = counts_logq(self.item_frequencies())
         return model
 
     def training_features(self):
         return _features(self.train)
 
+    def item_vectors(self, model):
+        return model.catalogue.catalogue_vectors()
+
+    def user_vectors(self, model, user_ids):
+        return model.user_embedding(tf.constant(user_ids, tf.int64))
+
     def per_example(self, model, part):
         """1 where the pair's item is among the user's `RECALL_K` best items, else 0."""
-        _, top_items = model.recommend(part["user_id"], RECALL_K)
+        scores = tf.matmul(self.user_vectors(model, part["user_id"]), self.item_vectors(model), transpose_b=True)
+        _, top_items = tf.math.top_k(scores, k=min(RECALL_K, self.num_items))
         return (top_items.numpy() == part["item_id"][:, None]).any(axis=1).astype(np.float64)
 
     def aggregate(self, part, hits):
         return float(np.mean(hits))
 
 
-TASKS = {"rating": RatingTask, "ctr": CtrTask, "ctr_mf": MatrixFactorizationCtrTask, "retrieval": RetrievalTask}
+class LogqRetrievalTask(RetrievalTask):
+    name, logq = "retrieval_logq", True
+
+
+class TfrsTutorialModel(tfrs.Model):
+    """The TFRS basic retrieval tutorial's model: per tower `IntegerLookup` -> `Embedding(dim)`
+    (Keras' default initialiser), `tfrs.tasks.Retrieval()` with its defaults (softmax
+    cross-entropy summed over the batch, accidental hits kept); `sampling_probability` (item ids ->
+    q) for log-Q correction."""
+
+    def __init__(self, num_users, num_items, dim, sampling_probability=None):
+        super().__init__()
+
+        def tower(count):
+            return tf.keras.Sequential([
+                tf.keras.layers.IntegerLookup(vocabulary=np.arange(count, dtype=np.int64), mask_token=None),
+                tf.keras.layers.Embedding(count + 1, dim)])
+
+        self.user_model, self.item_model = tower(num_users), tower(num_items)
+        self.task = tfrs.tasks.Retrieval()
+        self.sampling_probability = sampling_probability
+
+    def compute_loss(self, features, training=False):
+        item_ids = features["item_id"]
+        probability = self.sampling_probability(item_ids) if self.sampling_probability else None
+        return self.task(self.user_model(features["user_id"]), self.item_model(item_ids),
+                         candidate_sampling_probability=probability, compute_metrics=False)
+
+
+class TfrsTutorialTask(RetrievalTask):
+    """The TFRS tutorial's shape (`TfrsTutorialModel`): d = --tfrs_dim, batch --tfrs_batch_size,
+    --tfrs_epochs epochs."""
+
+    name = "retrieval_tfrs"
+
+    @property
+    def epochs(self):
+        return FLAGS.tfrs_epochs
+
+    @property
+    def batch_size(self):
+        return FLAGS.tfrs_batch_size
+
+    def build(self, seed):
+        tf.keras.utils.set_random_seed(seed)
+        probability = counts_logq(self.item_frequencies()) if self.logq else None
+        model = TfrsTutorialModel(self.num_users, self.num_items, FLAGS.tfrs_dim, probability)
+        model.user_model(tf.zeros([1], tf.int64))
+        model.item_model(tf.zeros([1], tf.int64))
+        return model
+
+    def id_tables(self, model):
+        return [(model.user_model.layers[-1], self.train["user_id"] + 1, self.num_users + 1),
+                (model.item_model.layers[-1], self.train["item_id"] + 1, self.num_items + 1)]
+
+    def item_vectors(self, model):
+        return model.item_model(tf.range(self.num_items, dtype=tf.int64))
+
+    def user_vectors(self, model, user_ids):
+        return model.user_model(tf.constant(user_ids, tf.int64))
+
+
+class LogqTfrsTutorialTask(TfrsTutorialTask):
+    name, logq = "retrieval_tfrs_logq", True
+
+
+TASKS = {task.name: task for task in (RatingTask, CtrTask, MatrixFactorizationCtrTask, RetrievalTask,
+                                      LogqRetrievalTask, TfrsTutorialTask, LogqTfrsTutorialTask)}
 
 
 class ValidationCurve(tf.keras.callbacks.Callback):
@@ -362,18 +467,12 @@ class ValidationCurve(tf.keras.callbacks.Callback):
 
 
 def grid_of(task_name, optimizer_name, dataset_name):
-    grids = GRIDS[task_name]
-    if "ml-100k" in grids:  # per data set
-        grids = grids.get(dataset_name, grids["ml-100k"])
-    grid = grids[optimizer_name]
-    if FLAGS.grid == "wide":
-        centre = grid[len(grid) // 2]
-        grid = [float(f"{centre * 3.0 ** k:.2g}") for k in range(-3, 4)]
-    if FLAGS.grid_points:
-        centre = len(grid) // 2
-        nearest = sorted(range(len(grid)), key=lambda i: (abs(i - centre), i))[:FLAGS.grid_points]
-        grid = [grid[i] for i in sorted(nearest)]
-    return grid
+    """The `--grid_points` rates of the ladder `centre * GRID_STEP**k` nearest the centre, ascending."""
+    centres = GRID_CENTRES[task_name]
+    if "ml-100k" in centres:  # per data set
+        centres = centres.get(dataset_name, centres["ml-100k"])
+    offsets = sorted(range(-GRID_POINTS, GRID_POINTS + 1), key=lambda k: (abs(k), k))[:FLAGS.grid_points]
+    return [float(f"{centres[optimizer_name] * GRID_STEP ** k:.3g}") for k in sorted(offsets)]
 
 
 def one_run(task, optimizer_name, learning_rate, seed):
@@ -434,10 +533,43 @@ def measure_optimizer(task, optimizer_name, dataset_name):
         "curves": [run["curve"] for run in runs],
         "train_seconds": mean_std([run["train_seconds"] for run in finished]),
     }
+    result.update(rate_robustness(task, grid, result["validation_by_learning_rate"], optimizer_name))
     if finished:
         result["state_bytes"] = finished[0]["state_bytes"]
         result["state_bytes_per_item_row"] = finished[0]["state_bytes_item_rows"] / task.num_items
     return result
+
+
+def default_learning_rate(optimizer_name):
+    """The learning rate the optimizer's class gets when none is given."""
+    legacy = tf.keras.optimizers.legacy
+    classes = {"sgd": legacy.SGD, "adagrad": legacy.Adagrad, "adam": legacy.Adam, "counter_sgd": tf_freqsgd.CounterSGD,
+               "counter_sgd_adam": tf_freqsgd.CounterSGD, "frequency_sgd": tf_freqsgd.FrequencySGD,
+               "rowwise_adagrad_counter": tf_freqsgd.RowwiseAdagradCounter}
+    return inspect.signature(classes[optimizer_name]).parameters["learning_rate"].default
+
+
+def rate_robustness(task, grid, validation, optimizer_name):
+    """The widest run of consecutive grid rates whose seed-0 validation metric is within
+    `ROBUST_SHARE` of the best (RMSE at most 5% above it, AUC and recall at least 95% of it), its
+    span (highest / lowest rate), and whether the optimizer's default rate lies in it."""
+    values = np.array([np.nan if v is None else v for v in validation], np.float64)
+    default = default_learning_rate(optimizer_name)
+    if not np.isfinite(values).any():
+        return {"robust_rates": None, "robust_span": None, "default_learning_rate": default, "default_in_range": False}
+    best = np.nanmax(values) if task.higher_is_better else np.nanmin(values)
+    with np.errstate(invalid="ignore"):
+        good = values >= (1 - ROBUST_SHARE) * best if task.higher_is_better else values <= (1 + ROBUST_SHARE) * best
+    runs, start = [], None
+    for index, ok in enumerate(list(good) + [False]):
+        if ok and start is None:
+            start = index
+        elif not ok and start is not None:
+            runs.append((start, index - 1))
+            start = None
+    low, high = max(runs, key=lambda run: (grid[run[1]] / grid[run[0]], -run[0]))
+    return {"robust_rates": [grid[low], grid[high]], "robust_span": grid[high] / grid[low],
+            "default_learning_rate": default, "default_in_range": grid[low] <= default <= grid[high]}
 
 
 def load_dataset(name):
@@ -518,6 +650,42 @@ def plot_buckets(dataset, tasks, path):
     plt.close(figure)
 
 
+def plot_rates(dataset, tasks, path):
+    """Seed 0's validation metric against the learning rate, per task and optimizer; the shaded
+    band is within 5% of each task's best."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(4, len(tasks))
+    rows = math.ceil(len(tasks) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.8 * rows), squeeze=False)
+    for axis in axes.flat[len(tasks):]:
+        axis.set_visible(False)
+    for axis, (task_name, task) in zip(axes.flat, tasks.items()):
+        values = []
+        for optimizer_name, result in task["optimizers"].items():
+            validation = [np.nan if v is None else v for v in result["validation_by_learning_rate"]]
+            values += [v for v in validation if np.isfinite(v)]
+            axis.plot(result["grid"], validation, marker=".", label=OPTIMIZER_LABELS[optimizer_name])
+        if values:
+            best = max(values) if task["higher_is_better"] else min(values)
+            band = sorted([best, best * (1 - ROBUST_SHARE if task["higher_is_better"] else 1 + ROBUST_SHARE)])
+            axis.axhspan(*band, color="grey", alpha=0.15)
+            low = np.percentile(values, 25) if task["higher_is_better"] else min(values)
+            high = max(values) if task["higher_is_better"] else np.percentile(values, 75)
+            axis.set_ylim(low - 0.1 * (high - low) - 1e-4, high + 0.1 * (high - low) + 1e-4)
+        axis.set_xscale("log")
+        axis.set_xlabel("learning rate")
+        axis.set_ylabel(f"validation {task['metric']} (seed 0)")
+        axis.set_title(f"{dataset}: {task_name}", fontsize=10)
+        axis.legend(fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def print_tables(results):
     for dataset, entry in results["datasets"].items():
         print(f"\n{dataset}: test metric, mean ± std over {results['settings']['seeds']} seeds (lr)\n")
@@ -545,14 +713,15 @@ def finite_or_none(value):
     return value
 
 
-def write(results):
+def write(results, kept=None):
+    """quality.json in --output_dir: `results`, with `kept`'s other results (`with_kept`)."""
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     with open(os.path.join(FLAGS.output_dir, "quality.json"), "w") as f:
-        json.dump(finite_or_none(results), f, indent=1)
+        json.dump(finite_or_none(with_kept(results, kept)), f, indent=1)
 
 
-def measure_dataset(dataset_name, results, started):
-    """Measures every task on one data set into `results` (written after each task)."""
+def measure_dataset(dataset_name, results, started, kept=None):
+    """Measures every task on one data set into `results` (written after each task, with `kept`)."""
     record, why = load_dataset(dataset_name)
     if record is None:
         print(f"{dataset_name}: skipped ({why})", flush=True)
@@ -567,7 +736,8 @@ def measure_dataset(dataset_name, results, started):
               f"validation / {len(task.test['item_id'])} test, {task.steps_per_epoch} steps an epoch", flush=True)
         entry["tasks"][task_name] = {
             "metric": task.metric, "higher_is_better": task.higher_is_better, "epochs": task.epochs,
-            "batch_size": task.batch_size, "steps_per_epoch": task.steps_per_epoch, "buckets": task.bucket_summary,
+            "batch_size": task.batch_size, "steps_per_epoch": task.steps_per_epoch, "seeds": FLAGS.seeds,
+            "logq": task.name.endswith("_logq"), "buckets": task.bucket_summary,
             "test_examples_per_bucket": np.bincount(task.buckets[task.test["item_id"]], minlength=3).tolist(),
             "optimizers": {}}
         for optimizer_name in FLAGS.optimizers:
@@ -577,7 +747,33 @@ def measure_dataset(dataset_name, results, started):
             shown = f"{test['mean']:.4f} ± {test['std']:.4f}" if test else "diverged"
             print(f"  {OPTIMIZER_LABELS[optimizer_name]}: lr {result['learning_rate']:g} of {result['grid']}, "
                   f"test {task.metric} {shown} ({time.time() - started:.0f} s so far)", flush=True)
-        write(results)
+        write(results, kept)
+
+
+def existing_results():
+    """The quality.json of --output_dir, or None."""
+    path = os.path.join(FLAGS.output_dir, "quality.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def with_kept(measured, kept):
+    """`measured` with every data set and task of `kept` that it did not measure (each data set's
+    tasks in `TASKS`' order); `measured`'s settings, since the tasks record their own sizes."""
+    if not kept:
+        return measured
+    merged = dict(measured, datasets=dict(measured["datasets"]),
+                  skipped={**kept.get("skipped", {}), **measured["skipped"]})
+    for dataset_name, entry in kept["datasets"].items():
+        if dataset_name not in merged["datasets"]:
+            merged["datasets"][dataset_name] = entry
+            continue
+        tasks = {**entry["tasks"], **merged["datasets"][dataset_name]["tasks"]}
+        merged["datasets"][dataset_name] = dict(merged["datasets"][dataset_name],
+                                                tasks={name: tasks[name] for name in TASKS if name in tasks})
+    return merged
 
 
 def relay(prefix, stream):
@@ -620,14 +816,15 @@ def measure_in_workers(results):
 def main(argv):
     del argv
     bench_flags.apply_quick({"datasets": ["synthetic"], "synthetic_ratings": 20_000, "seeds": 1, "grid_points": 1,
-                             "ranking_epochs": 1, "retrieval_epochs": 1})
+                             "ranking_epochs": 1, "retrieval_epochs": 1, "tfrs_epochs": 1})
     for name in FLAGS.tasks:
         if name not in TASKS:
             raise ValueError(f"--tasks: unknown task {name!r}; expected some of {list(TASKS)}.")
     for name in FLAGS.optimizers:
         if name not in OPTIMIZERS:
             raise ValueError(f"--optimizers: unknown optimizer {name!r}; expected some of {list(OPTIMIZERS)}.")
-    for name in ("seeds", "dim", "ranking_epochs", "retrieval_epochs", "evals_per_epoch", "workers"):
+    for name in ("seeds", "dim", "ranking_epochs", "retrieval_epochs", "tfrs_dim", "tfrs_epochs", "tfrs_batch_size",
+                 "grid_points", "evals_per_epoch", "workers"):
         if FLAGS[name].value < 1:
             raise ValueError(f"--{name} must be at least 1; got {FLAGS[name].value}.")
     if FLAGS.threads:
@@ -637,17 +834,20 @@ def main(argv):
     settings.update({"split_seed": SPLIT_SEED, "bucket_shares": BUCKET_SHARES, "recall_k": RECALL_K,
                      "quick": FLAGS.quick})
     results = {"settings": settings, "datasets": {}, "skipped": {}}
+    kept = existing_results() if FLAGS.update else None
     started = time.time()
     if FLAGS.workers > 1 and len(FLAGS.datasets) > 1:
         measure_in_workers(results)
     else:
         for dataset_name in FLAGS.datasets:
-            measure_dataset(dataset_name, results, started)
+            measure_dataset(dataset_name, results, started, kept)
+    results["seconds"] = time.time() - started
+    results = with_kept(results, kept)
     for dataset_name, entry in results["datasets"].items():
         plot_curves(entry["name"], entry["tasks"], os.path.join(FLAGS.output_dir, f"quality_curves_{dataset_name}.png"))
         plot_buckets(entry["name"], entry["tasks"],
                      os.path.join(FLAGS.output_dir, f"quality_buckets_{dataset_name}.png"))
-    results["seconds"] = time.time() - started
+        plot_rates(entry["name"], entry["tasks"], os.path.join(FLAGS.output_dir, f"quality_rates_{dataset_name}.png"))
     write(results)
     print_tables(results)
 

@@ -26,7 +26,11 @@ README = os.path.join(BENCHMARKS_DIR, "..", "README.md")
 BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
 
 TASK_LABELS = {"rating": "rating RMSE ↓", "ctr": "CTR AUC, MLP ↑", "ctr_mf": "CTR AUC, MF ↑",
-               "retrieval": "recall@100 ↑"}
+               "retrieval": "recall@100, two-tower ↑", "retrieval_logq": "recall@100, two-tower, log-Q ↑",
+               "retrieval_tfrs": "recall@100, TFRS tutorial ↑", "retrieval_tfrs_logq": "recall@100, TFRS tutorial, log-Q ↑"}
+RETRIEVAL_TASKS = ("retrieval", "retrieval_logq", "retrieval_tfrs", "retrieval_tfrs_logq")
+FREQUENCY_AWARE = ("counter_sgd", "counter_sgd_adam", "frequency_sgd", "rowwise_adagrad_counter")
+SMALL_STATE_BYTES = 8  # the retrieval target's bound on the optimizer state per item row
 EMBEDDING_SIZE_LABELS = {"rating": "rating RMSE ↓", "ctr": "CTR AUC ↑"}
 BUCKETS = ("head", "torso", "tail")
 MEMORY_TARGET = 1 / 32  # CounterSGD's optimizer state at most this share of Adagrad's at d = 64
@@ -142,16 +146,21 @@ def quality_sections(quality, results_dir, readme_dir):
              f"`benchmarks/quality.py`: embeddings of width d = {settings['dim']}; rating and CTR, MLP: "
              "`tf_freqsgd.models.ranking` (user and item embeddings, an MLP head); CTR, MF: logistic matrix "
              "factorisation (`tf_freqsgd.models.matrix_factorization`, embeddings and per-id biases only); "
-             f"these three: epochs {settings['ranking_epochs']}, batch {settings['ranking_batch_size']}; retrieval: "
-             "`tf_freqsgd.models.retrieval`, TFRS two-tower, in-batch "
-             f"softmax (epochs {settings['retrieval_epochs']}, batch {settings['retrieval_batch_size']}), recall@"
+             f"these three: epochs {settings['ranking_epochs']}, batch {settings['ranking_batch_size']}; retrieval, "
+             "two-tower: `tf_freqsgd.models.retrieval`, TFRS two-tower, in-batch "
+             f"softmax (epochs {settings['retrieval_epochs']}, batch {settings['retrieval_batch_size']}); retrieval, "
+             "TFRS tutorial: the TFRS basic retrieval tutorial's model (`IntegerLookup` → "
+             f"`Embedding({settings.get('tfrs_dim', 32)})` per tower, `tfrs.tasks.Retrieval()` with its defaults: "
+             f"softmax loss summed over the batch; epochs {settings.get('tfrs_epochs', 3)}, batch "
+             f"{settings.get('tfrs_batch_size', 8192):,}); both without log-Q correction and with it (\"log-Q\": "
+             "the logits less the log of each item's training frequency); recall@"
              f"{settings['recall_k']} over the whole catalogue. Split 80/10/10 by a fixed seed; each optimizer's "
              f"learning rate chosen on validation from a grid of the same size; test metric mean ± sample std over "
              f"{settings['seeds']} seed(s) at that rate (in brackets). SGD, Adagrad and Adam are tf_keras's legacy "
              "(sparse) optimizers. Best mean per column in bold; * = the rate chosen is at an end of its grid.", ""]
     for why in quality.get("skipped", {}).values():
         lines += [f"Skipped: {why}", ""]
-    targets = []
+    targets, retrieval = [], []
     for dataset, entry in quality["datasets"].items():
         tasks = entry["tasks"]
         lines += [f"**{entry['name']}** ({entry['num_users']:,} users, {entry['num_items']:,} items, "
@@ -179,9 +188,13 @@ def quality_sections(quality, results_dir, readme_dir):
         lines.append("")
         lines += image(results_dir, readme_dir, f"quality_curves_{dataset}.png", f"learning curves, {entry['name']}")
         targets += quality_targets(entry)
+        retrieval += retrieval_targets(entry)
     if targets:
         lines += ["Against the target (CounterSGD's test AUC and recall within noise of Adagrad's or better, and "
                   "clearly above SGD's):", ""] + targets + [""]
+    if retrieval:
+        lines += ["Retrieval target (the best frequency-aware optimizer at ≤ 8 B of state per item row reaches "
+                  "Adagrad's and SGD's recall@100; \"met\" = within noise or better):", ""] + retrieval + [""]
     return lines
 
 
@@ -203,12 +216,94 @@ def counter_sgd_against(task, stats_of, others=("adagrad", "sgd")):
 
 def quality_targets(entry):
     lines = []
-    for task_name in ("ctr", "ctr_mf", "retrieval"):
+    for task_name in ("ctr", "ctr_mf", *RETRIEVAL_TASKS):
         task = entry["tasks"].get(task_name)
         verdicts = task and counter_sgd_against(task, lambda result: result["test"])
         if verdicts:
             metric = TASK_LABELS[task_name].rstrip(" ↑↓")
             lines.append(f"* {entry['name']}, {metric}: CounterSGD is {verdicts}.")
+    return lines
+
+
+def best_small_state(task):
+    """(key, result) of the frequency-aware optimizer with at most SMALL_STATE_BYTES per item row
+    whose test mean is best, or None."""
+    candidates = [(key, result) for key, result in task["optimizers"].items()
+                  if key in FREQUENCY_AWARE and result["test"]
+                  and result.get("state_bytes_per_item_row", math.inf) <= SMALL_STATE_BYTES]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda item: item[1]["test"]["mean"] * (1 if task["higher_is_better"] else -1))
+
+
+def retrieval_targets(entry):
+    """Per retrieval task: the best frequency-aware optimizer at <= 8 B/row against Adagrad and SGD."""
+    lines = []
+    for task_name in RETRIEVAL_TASKS:
+        task = entry["tasks"].get(task_name)
+        best = task and best_small_state(task)
+        if not best:
+            continue
+        key, result = best
+        parts = []
+        for other in ("adagrad", "sgd"):
+            theirs = task["optimizers"].get(other)
+            if theirs and theirs["test"]:
+                verdict, difference, noise = compare(result["test"], theirs["test"])
+                met = "met" if verdict != "worse than" else "missed"
+                parts.append(f"{verdict} {labelled(task['optimizers'], other)}'s ({difference:+.4f}, noise "
+                             f"±{noise:.4f}: {met})")
+        if parts:
+            lines.append(f"* {entry['name']}, {TASK_LABELS[task_name].rstrip(' ↑')}: the best at ≤ "
+                         f"{SMALL_STATE_BYTES} B/row is {labelled(task['optimizers'], key)} "
+                         f"({result['state_bytes_per_item_row']:g} B/row), " + "; ".join(parts) + ".")
+    return lines
+
+
+def robustness_sections(quality, results_dir, readme_dir):
+    """Each optimizer's range of learning rates within 5% of its best, per task, and the target."""
+    recommended = quality["settings"].get("recommended")
+    lines = ["### Learning-rate robustness: the rates within 5% of each optimizer's best", "",
+             "Seed 0's validation metric at each of the grid's rates (7 points a factor 10^(1/3) apart, spanning "
+             "100×; plots below): the widest run of rates whose metric is within 5% of the optimizer's best "
+             "(RMSE at most 5% above, AUC and recall at least 95% of it), as `lowest–highest (span)`; ✓ where the "
+             "span reaches 10×. `d` marks the optimizer's default rate lying in that range. Rating and CTR average their loss "
+             "over the batch; every retrieval task sums it (TFRS), so the SGD family's rates there are about B "
+             "times smaller.", ""]
+    targets = []
+    for dataset, entry in quality["datasets"].items():
+        tasks = entry["tasks"]
+        optimizers = list(next(iter(tasks.values()))["optimizers"])
+        lines += [f"**{entry['name']}**", "",
+                  "| optimizer (default rate) | " + " | ".join(TASK_LABELS.get(t, t) for t in tasks) + " |",
+                  "|---|" + "---|" * len(tasks)]
+        for optimizer in optimizers:
+            cells, default = [], None
+            for task in tasks.values():
+                result = task["optimizers"].get(optimizer)
+                if not result or not result.get("robust_rates"):
+                    cells.append("–")
+                    continue
+                default = result["default_learning_rate"]
+                low, high = result["robust_rates"]
+                wide = " ✓" if result["robust_span"] >= 10 * 0.99 else ""
+                inside = " d" if result["default_in_range"] else ""
+                cells.append(f"{low:g}–{high:g} ({result['robust_span']:.3g}×){wide}{inside}")
+            label = labelled(next(iter(tasks.values()))["optimizers"], optimizer)
+            lines.append(f"| {label}{'' if default is None else f' ({default:g})'} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines += image(results_dir, readme_dir, f"quality_rates_{dataset}.png", f"metric against rate, {entry['name']}")
+        if recommended:
+            results = [task["optimizers"].get(recommended) for task in tasks.values()]
+            results = [r for r in results if r and r.get("robust_rates")]
+            wide = sum(r["robust_span"] >= 10 * 0.99 for r in results)
+            inside = sum(r["default_in_range"] for r in results)
+            targets.append(f"* {entry['name']}: {labelled(next(iter(tasks.values()))['optimizers'], recommended)} "
+                           f"is within 5% of its best over 10× on {wide} of {len(results)} tasks; its default rate "
+                           f"is in that range on {inside} of {len(results)}.")
+    if targets:
+        lines += ["Against the target (the recommended optimizer within 5% of its best over a 10× range on every "
+                  "task, its default rate inside it):", ""] + targets + [""]
     return lines
 
 
@@ -515,6 +610,7 @@ def render(results_dir, readme_dir):
     where = (results_dir, readme_dir)
     sections = [  # (name, its lines or None when its JSON is absent)
         ("quality", data["quality"] and quality_sections(data["quality"], *where)),
+        ("learning-rate robustness", data["quality"] and robustness_sections(data["quality"], *where)),
         ("rare ids", data["quality"] and rare_id_sections(data["quality"], *where)),
         ("memory", (data["state_memory"] or data["quality"])
          and memory_sections(data["state_memory"], data["quality"])),

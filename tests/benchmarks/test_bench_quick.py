@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -36,18 +37,58 @@ def quality_quick(tmp_path_factory):
 def test_quality_measures_every_task_and_optimizer_with_one_grid_size(quality_quick):
     output_dir, results = quality_quick
     tasks = results["datasets"]["synthetic"]["tasks"]
-    assert list(tasks) == ["rating", "ctr", "ctr_mf", "retrieval"]
+    assert list(tasks) == ["rating", "ctr", "ctr_mf", "retrieval", "retrieval_logq", "retrieval_tfrs",
+                           "retrieval_tfrs_logq"]
+    assert [task["logq"] for task in tasks.values()] == [False] * 4 + [True, False, True]
+    assert tasks["retrieval_tfrs"]["batch_size"] == 8192 and tasks["retrieval"]["batch_size"] == 1024
     for task in tasks.values():
         assert {len(r["grid"]) for r in task["optimizers"].values()} == {1}
         for name, result in task["optimizers"].items():
             assert result["test"]["n"] == 1, name
-            low, high = (0.5, 3.0) if task["metric"] == "rmse" else (0.0, 1.0)
+            low, high = (0.5, 3.5) if task["metric"] == "rmse" else (0.0, 1.0)  # untrained: RMSE ~3.7
             assert low < result["test"]["mean"] < high, (task["metric"], name)
             assert result["curves"][0][0][0] == 0 and result["curves"][0][-1][0] == task["steps_per_epoch"]
         shares = [task["buckets"][b]["train_share"] for b in ("head", "torso", "tail")]
         assert shares[0] >= 0.5 and sum(shares[:2]) >= 0.8 and sum(shares) == pytest.approx(1.0)
-    assert (output_dir / "quality_curves_synthetic.png").exists()
-    assert (output_dir / "quality_buckets_synthetic.png").exists()
+    for plot in ("curves", "buckets", "rates"):
+        assert (output_dir / f"quality_{plot}_synthetic.png").exists()
+
+
+def test_quality_records_each_optimizers_rate_range_and_default_rate(quality_quick):
+    _, results = quality_quick
+    for task in results["datasets"]["synthetic"]["tasks"].values():
+        for name, result in task["optimizers"].items():
+            assert result["robust_rates"] == result["grid"] * 2 and result["robust_span"] == 1.0, name
+        assert task["optimizers"]["counter_sgd"]["default_learning_rate"] == 0.1
+        assert task["optimizers"]["sgd"]["default_learning_rate"] == 0.01
+
+
+def test_rate_robustness_is_the_widest_run_within_5_percent_of_the_best():
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import quality;"
+            "task = type('T', (), {'higher_is_better': True});"
+            "grid = [0.01, 0.0215, 0.0464, 0.1, 0.215, 0.464, 1.0];"
+            "print(quality.rate_robustness(task, grid, [0.5, 0.96, 0.97, 1.0, 0.99, 0.9, None], 'counter_sgd'));"
+            "task.higher_is_better = False;"
+            "print(quality.rate_robustness(task, grid, [2.0, 1.0, 1.06, 1.04, 1.02, 3.0, None], 'sgd'))")
+    result = subprocess.run([sys.executable, "-c", code, BENCHMARKS], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    high, low = [eval(line) for line in result.stdout.strip().splitlines()[-2:]]
+    assert high == {"robust_rates": [0.0215, 0.215], "robust_span": 0.215 / 0.0215, "default_learning_rate": 0.1,
+                    "default_in_range": True}
+    assert low["robust_rates"] == [0.1, 0.215] and low["default_in_range"] is False
+
+
+def test_quality_update_keeps_the_tasks_it_does_not_measure(quality_quick, tmp_path):
+    output_dir, results = quality_quick
+    shutil.copy(output_dir / "quality.json", tmp_path / "quality.json")
+    result = run_script("quality.py", "--quick", "--synthetic_ratings=3000", f"--dim={DIM}", "--tasks=ctr_mf",
+                        "--optimizers=sgd", "--update", f"--output_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "quality.json") as f:
+        updated = json.load(f)["datasets"]["synthetic"]["tasks"]
+    assert list(updated) == list(results["datasets"]["synthetic"]["tasks"])
+    assert list(updated["ctr_mf"]["optimizers"]) == ["sgd"]
+    assert updated["rating"] == results["datasets"]["synthetic"]["tasks"]["rating"]
 
 
 def test_quality_memory_is_measured_from_the_optimizers_variables(quality_quick):
