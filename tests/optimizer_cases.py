@@ -2,6 +2,7 @@
 update is checked with, optimizers paired with their NumPy reference, raw sparse gradients."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import tf_freqsgd
@@ -21,6 +22,11 @@ def random_batches(steps=6, batch=10, rows=ROWS, dim=DIM, seed=0, id_dtype=np.in
     for _ in range(steps):
         ids = rng.integers(0, rows, size=batch).astype(id_dtype)
         yield ids, rng.normal(size=(batch, dim)).astype(np.float32)
+
+
+def cowclip_batches():
+    """The raw sparse gradients of the CowClip tests: 24 ids over 12 rows, most repeated in a batch."""
+    return list(random_batches(steps=6, batch=24))
 
 
 def make_pair(class_name, shape=(ROWS, DIM), **options):
@@ -61,6 +67,18 @@ SGD_ONLY_OPTIONS = {
     "nesterov": {"momentum": 0.5, "nesterov": True},
     "momentum_and_decay": {"momentum": 0.9, "weight_decay": 0.05, "estimate": "count"},
 }
+# CowClip (counter optimizers), its bounds near the norms of cowclip_batches' summed rows: some rows
+# clipped, some not.
+COWCLIP_OPTIONS = {
+    "ratio": {"cowclip_ratio": 1.0},
+    "min_norm_presence_decay": {"cowclip_ratio": 0.3, "cowclip_min_norm": 1.0, "counting": "presence",
+                                "counter_halflife": 3.0, "weight_decay": 0.05},
+}
+COWCLIP_CASES = (
+    [pytest.param("CounterSGD", options, id=f"CounterSGD-{name}") for name, options in
+     {**COWCLIP_OPTIONS, "momentum": {"cowclip_ratio": 1.0, "momentum": 0.9, "nesterov": True}}.items()]
+    + [pytest.param("RowwiseAdagradCounter", options, id=f"RowwiseAdagradCounter-{name}") for name, options in
+       COWCLIP_OPTIONS.items()])
 FREQUENCY_OPTIONS = {
     "frequency": {},
     "count": {"estimate": "count"},

@@ -30,6 +30,8 @@ class ReferenceOptimizer:
         frequencies=None,
         initial_accumulator_value=0.1,
         epsilon=1e-7,
+        cowclip_ratio=None,
+        cowclip_min_norm=1e-5,
     ):
         self.kind = kind
         self.learning_rate = learning_rate
@@ -47,6 +49,8 @@ class ReferenceOptimizer:
         self.nesterov = nesterov
         self.frequencies = None if frequencies is None else np.asarray(frequencies, np.float64)
         self.epsilon = epsilon
+        self.cowclip_ratio = cowclip_ratio
+        self.cowclip_min_norm = cowclip_min_norm
         rows = shape[0]
         self.counter = np.zeros(rows)
         self.last_seen = np.zeros(rows)
@@ -89,6 +93,14 @@ class ReferenceOptimizer:
             return 1.0
         return float(np.clip(f ** -self.power, self.min_scale, self.max_scale))
 
+    def _cowclip(self, g, occurrences, w):
+        """CowClip (arXiv 2204.06240): ``g`` clipped to the norm ``occurrences * max(r * ||w||, zeta)``."""
+        if self.cowclip_ratio is None:
+            return g
+        clip = occurrences * max(self.cowclip_ratio * np.linalg.norm(w), self.cowclip_min_norm)
+        norm = np.linalg.norm(g)
+        return g * (clip / norm) if norm > clip else g
+
     def _direction(self, k, g):
         if self.momentum == 0:
             return g
@@ -116,8 +128,9 @@ class ReferenceOptimizer:
         ids = np.asarray(ids)
         values = np.asarray(values, np.float64)
         for k in np.unique(ids):
-            g = values[ids == k].sum(axis=0)
-            count, p = self._count_and_frequency(k, float(np.sum(ids == k)))
+            occurrences = float(np.sum(ids == k))
+            g = self._cowclip(values[ids == k].sum(axis=0), occurrences, w[k])
+            count, p = self._count_and_frequency(k, occurrences)
             rate = self._base_rate(k, g, lr) * self._scale(count, p)
             w[k] = self._decay(lr, rate, p) * w[k] - rate * self._direction(k, g)
         return w

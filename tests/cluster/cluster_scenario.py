@@ -23,6 +23,8 @@ OPTIMIZERS = {
     "CounterSGD": lambda: tf_freqsgd.CounterSGD(0.5, momentum=0.5),
     "CounterSGD_halflife": lambda: tf_freqsgd.CounterSGD(0.5, counter_halflife=3.0, counting="presence"),
     "RowwiseAdagradCounter": lambda: tf_freqsgd.RowwiseAdagradCounter(0.5),
+    # Bounds under most rows' gradient norms: the clip sees each id's occurrences.
+    "CounterSGD_cowclip": lambda: tf_freqsgd.CounterSGD(0.5, cowclip_ratio=0.01, cowclip_min_norm=0.0),
     "CounterSGD_adam": lambda: tf_freqsgd.CounterSGD(0.5, dense_optimizer=tf.keras.optimizers.Adam(0.01)),
     "FrequencySGD": lambda: tf_freqsgd.FrequencySGD({"items/embeddings": np.linspace(0.01, 2.0, VOCAB)}, 0.5,
                                                     estimate="count", momentum=0.5),

@@ -58,6 +58,7 @@ OPTIMIZERS = {
     "CounterSGD": lambda: tf_freqsgd.CounterSGD(0.5, counter_halflife=3.0),
     "RowwiseAdagradCounter": lambda: tf_freqsgd.RowwiseAdagradCounter(0.5),
     "CounterSGD_momentum": lambda: tf_freqsgd.CounterSGD(0.5, momentum=0.9),
+    "CounterSGD_cowclip": lambda: tf_freqsgd.CounterSGD(0.5, cowclip_ratio=0.3),
 }
 
 

@@ -33,6 +33,9 @@ BAD = [
     ("CounterSGD", "weight_decay", -1.0),
     ("CounterSGD", "tail_id_threshold", -1.0),
     ("CounterSGD", "momentum", 1.5),
+    ("CounterSGD", "cowclip_ratio", 0.0),
+    ("RowwiseAdagradCounter", "cowclip_ratio", -1.0),
+    ("CounterSGD", "cowclip_min_norm", -1e-5),
     ("RowwiseAdagradCounter", "epsilon", -1e-7),
     ("RowwiseAdagradCounter", "initial_accumulator_value", -0.1),
 ]
@@ -54,13 +57,14 @@ def test_bad_values_are_refused_in_every_spelling(class_name, argument, value, s
 
 @pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
 @pytest.mark.parametrize("argument", ["learning_rate", "power", "epsilon", "initial_accumulator_value",
-                                      "weight_decay", "max_scale", "tail_id_threshold"])
+                                      "weight_decay", "max_scale", "tail_id_threshold", "cowclip_ratio",
+                                      "cowclip_min_norm"])
 def test_non_finite_values_are_refused(argument, value):
     with pytest.raises(ValueError, match=f"`{argument}` must be a finite number"):
         make("RowwiseAdagradCounter", **{argument: value})
 
 
-@pytest.mark.parametrize("argument", ["warmup_steps", "power", "learning_rate", "counter_halflife"])
+@pytest.mark.parametrize("argument", ["warmup_steps", "power", "learning_rate", "counter_halflife", "cowclip_ratio"])
 def test_bools_are_refused(argument):
     with pytest.raises(ValueError, match=f"`{argument}`.*got True"):
         make("CounterSGD", **{argument: True})

@@ -75,4 +75,4 @@ class CountsRows:
         return {**super().state_settings(), "counting": spec.counting, "counter_halflife": spec.halflife}
 
     def get_config(self):
-        return {**super().get_config(), **self.counter_spec.config(), "tail_id_threshold": self.rule.tail_id_threshold}
+        return {**super().get_config(), **self.counter_spec.config(), **self.rule.counter_config()}

@@ -14,6 +14,11 @@ Notation, for one embedding table and one training step ``t = 1, 2, ...``:
   row was absent: ``rho_k = max(0, 1 - eta_wd * weight_decay) ** r_k`` with ``r_k = max(1, 1/p_k)``
   (1 during warm-up), ``eta_wd`` the base rate (``"decoupled"``) or the row's own rate (``"l2"``).
   FBGEMM scales its decay by ``halflife / c_k``, the same inverse frequency up to a constant.
+* CowClip (arXiv 2204.06240, FBGEMM's ``COWCLIP``; counter optimizers, when ``cowclip_ratio`` ``r``
+  is set): before the update, row ``k``'s summed gradient is clipped to a norm that grows with the
+  id's occurrences ``o_k`` in the batch (whatever ``counting`` says) and with its weights' norm:
+  ``g_k <- g_k * min(1, clip_k / ||g_k||_2)``, ``clip_k = o_k * max(r * ||w_k||_2, zeta)``,
+  ``zeta = cowclip_min_norm``.
 """
 
 import dataclasses
@@ -35,7 +40,8 @@ def check_learning_rate(learning_rate):
 
 @dataclasses.dataclass(frozen=True)
 class FrequencyRule:
-    """How a row's frequency turns into its rate scale and weight-decay factor."""
+    """How a row's frequency turns into its rate scale and weight-decay factor, and its batch
+    occurrences into its gradient's CowClip bound."""
 
     power: float = 0.5
     estimate: str = "frequency"
@@ -45,6 +51,8 @@ class FrequencyRule:
     tail_id_threshold: float = 0.0
     weight_decay: float = 0.0
     weight_decay_mode: str = "decoupled"
+    cowclip_ratio: Optional[float] = None
+    cowclip_min_norm: float = 1e-5
 
     def __post_init__(self):
         def normalise(field, value):
@@ -60,12 +68,25 @@ class FrequencyRule:
         normalise("tail_id_threshold", arguments.number("tail_id_threshold", self.tail_id_threshold, 0.0))
         normalise("weight_decay", arguments.number("weight_decay", self.weight_decay, 0.0))
         arguments.choice("weight_decay_mode", self.weight_decay_mode, WEIGHT_DECAY_MODES)
+        normalise("cowclip_ratio", arguments.number("cowclip_ratio", self.cowclip_ratio, 0.0, inclusive=False,
+                                                    allow_none=True))
+        normalise("cowclip_min_norm", arguments.number("cowclip_min_norm", self.cowclip_min_norm, 0.0))
 
     def config(self):
-        """The optimizer arguments this rule was made from (``tail_id_threshold`` is the counters')."""
+        """The optimizer arguments this rule was made from, but the counter optimizers' own (``counter_config``)."""
         return {"power": self.power, "estimate": self.estimate, "min_scale": self.min_scale,
                 "max_scale": self.max_scale, "warmup_steps": self.warmup_steps, "weight_decay": self.weight_decay,
                 "weight_decay_mode": self.weight_decay_mode}
+
+    def counter_config(self):
+        """The arguments of this rule that only the counter optimizers take."""
+        return {"tail_id_threshold": self.tail_id_threshold, "cowclip_ratio": self.cowclip_ratio,
+                "cowclip_min_norm": self.cowclip_min_norm}
+
+    @property
+    def clips(self):
+        """Whether CowClip is on."""
+        return self.cowclip_ratio is not None
 
     def adjusting(self, step):
         """False during warm-up, when every scale is 1."""
@@ -86,6 +107,13 @@ class FrequencyRule:
         missed_steps = xp.where(self.adjusting(step), missed_steps, xp.ones_like(missed_steps))
         base = xp.maximum(1.0 - decay_rate * self.weight_decay, 0.0)
         return xp.pow(base, missed_steps)
+
+    def clip_factor(self, xp, gradient_norm, weight_norm, occurrences):
+        """CowClip's ``min(1, clip / ||g||)`` per row, ``clip = o * max(r * ||w||, zeta)``."""
+        clip = occurrences * xp.maximum(self.cowclip_ratio * weight_norm, self.cowclip_min_norm)
+        # Not min(1, clip / ||g||): a zero row with a zero bound would be 0 / 0, and a non-finite
+        # norm must leave its row non-finite rather than clip it to a finite one.
+        return xp.where(gradient_norm > clip, clip / gradient_norm, xp.ones_like(gradient_norm))
 
     def decay_rate(self, base_rate, row_rate):
         """The rate weight decay goes through: the base rate, or the row's rate for ``"l2"``."""

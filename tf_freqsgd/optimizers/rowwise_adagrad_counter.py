@@ -17,6 +17,8 @@ class RowwiseAdagradCounterDefinition:
 
     .. math::
 
+        g_k &\leftarrow g_k \cdot \min\Big(1,\ \frac{o_k \max(r\, \|w_k\|_2,\ \zeta)}{\|g_k\|_2}\Big)
+            \qquad (\text{CowClip, with } r = \texttt{cowclip\_ratio}) \\
         G_k &\leftarrow G_k + \mathrm{mean}_j\, g_{kj}^2 \\
         \eta_k &= \frac{\eta_t}{\sqrt{G_k} + \epsilon}\cdot
                   \mathrm{clip}(f_k^{-\text{power}},\ \text{min\_scale},\ \text{max\_scale}) \\
@@ -24,7 +26,8 @@ class RowwiseAdagradCounterDefinition:
         \rho_k = \max(0,\ 1 - \eta_{wd}\lambda)^{\max(1,\ 1/p_k)}
 
     with ``c_k``, ``p_k = c_k / N_t`` and ``f_k`` as in ``CounterSGD`` (the counter scale is 1 in
-    warm-up and for tail rows). FBGEMM's modes map as: ``learning_rate_mode=0`` (scale
+    warm-up and for tail rows), and CowClip, when on, as in ``CounterSGD``: the accumulator sees
+    the clipped gradient. FBGEMM's modes map as: ``learning_rate_mode=0`` (scale
     ``clip((max_c/c)^ub, 1, 10)``) ~ ``estimate="frequency", power=ub, min_scale=1, max_scale=10``
     with ``N_t`` in place of the largest counter; ``learning_rate_mode=2`` (``lr / sqrt(ub * c)``,
     no Adagrad denominator) is ``CounterSGD(estimate="count")``. ``power=0`` gives plain row-wise
@@ -35,7 +38,7 @@ class RowwiseAdagradCounterDefinition:
 
     Args:
       initial_accumulator_value: starting ``G_k``; epsilon: ``epsilon`` above.
-      Others: as ``CounterSGD`` (no momentum).
+      Others: as ``CounterSGD`` (no momentum; ``cowclip_ratio`` and ``cowclip_min_norm`` included).
     """
 
     def __init__(
@@ -54,6 +57,8 @@ class RowwiseAdagradCounterDefinition:
         tail_id_threshold=0.0,
         weight_decay=0.0,
         weight_decay_mode="decoupled",
+        cowclip_ratio=None,
+        cowclip_min_norm=1e-5,
         name="RowwiseAdagradCounter",
         **kwargs,
     ):
@@ -61,7 +66,8 @@ class RowwiseAdagradCounterDefinition:
         epsilon = arguments.number("epsilon", epsilon, 0.0)
         rule = FrequencyRule(power=power, estimate=estimate, min_scale=min_scale, max_scale=max_scale,
                              warmup_steps=warmup_steps, tail_id_threshold=tail_id_threshold,
-                             weight_decay=weight_decay, weight_decay_mode=weight_decay_mode)
+                             weight_decay=weight_decay, weight_decay_mode=weight_decay_mode,
+                             cowclip_ratio=cowclip_ratio, cowclip_min_norm=cowclip_min_norm)
         counter_spec = CounterSpec(counting=counting, halflife=counter_halflife, admission_count=admission_count)
         super().__init__(learning_rate, rule, name, counter_spec=counter_spec, **kwargs)
         self.initial_accumulator_value = initial_accumulator_value
@@ -79,7 +85,9 @@ class RowwiseAdagradCounterDefinition:
         return RowwiseAdagradUpdate(self.rule, self._decays(variable), self.epsilon)
 
     def _fused_apply(self, ops, variable, slots, gradient, lr):
-        """One sparse step with the fused op (TensorFlow ``slots``)."""
+        """One sparse step with the fused op (TensorFlow ``slots``); False with CowClip, which it lacks."""
+        if self.rule.clips:
+            return False
         ops.resource_sparse_apply_rowwise_adagrad_counter(
             variable.handle, slots["accumulator"].handle, slots["counter"].handle, lr, self.step, gradient.values,
             gradient.indices, epsilon=self.epsilon, **self.fused_attributes(variable))

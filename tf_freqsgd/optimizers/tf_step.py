@@ -55,8 +55,9 @@ def update_variable(optimizer, variable, slots, gradient, lr, occurrences=None):
     """One variable's update (``optimizer``'s ``_update``, ``_observe`` and ``_fused_apply``): a
     sparse gradient with the fused op or in TensorFlow ops, a dense one in TensorFlow ops.
     ``occurrences``: given when ``gradient``'s ids are already unique, the times each occurred in
-    the batch (the TensorFlow path then: the fused op counts the ids it is given). Returns the
-    batch's unique ids and their counts on the TensorFlow sparse path, else None."""
+    the batch, for the counter and CowClip (the TensorFlow path then: the fused op counts the ids
+    it is given). Returns the batch's unique ids and their counts on the TensorFlow sparse path,
+    else None."""
     if not isinstance(gradient, tf.IndexedSlices):
         optimizer._update(variable).dense(TENSORFLOW, row_storage.VariableRows(variable, slots), gradient, lr)
         return None
@@ -68,6 +69,6 @@ def update_variable(optimizer, variable, slots, gradient, lr, occurrences=None):
             return None
         ids, rows, occurrences = sparse_rows.deduplicate(gradient)
     counts, frequency = optimizer._observe(slots, ids, occurrences)
-    optimizer._update(variable).sparse(TENSORFLOW, row_storage.VariableRows(variable, slots), ids, rows, counts,
-                                         frequency, lr, optimizer.step)
+    optimizer._update(variable).sparse(TENSORFLOW, row_storage.VariableRows(variable, slots), ids, rows, occurrences,
+                                         counts, frequency, lr, optimizer.step)
     return ids, counts

@@ -13,7 +13,10 @@ Keras 3 on JAX in Keras variables, whole arrays at a time. ``xp`` is the backend
 * Row-wise Adagrad: ``G_k <- G_k + mean_j g_kj^2``, ``w_k <- rho_k * w_k - lr / (sqrt(G_k) + eps)
   * scale_k * g_k``. Dense gradients: the same with ``scale = 1``.
 
-``rho_k`` and ``scale_k`` come from ``frequency_rule.FrequencyRule``.
+With CowClip on, a sparse update first scales each ``g_k`` down to the norm
+``clip_k = o_k * max(r * ||w_k||_2, zeta)`` when it is larger (``o_k``: the id's occurrences in the
+batch), before momentum or the accumulator sees it. ``rho_k``, ``scale_k`` and the CowClip factor
+come from ``frequency_rule.FrequencyRule``.
 """
 
 
@@ -28,12 +31,30 @@ def _mean_square_per_row(xp, g):
     return xp.reshape(xp.mean(g * g, axis=tuple(range(1, len(g.shape)))), [-1])
 
 
+def _norm_per_row(xp, x, like):
+    """``||x_k||_2`` of each row of ``x``, whose rank is ``like``'s (TFRA's rows of weights come
+    without a static shape)."""
+    if len(like.shape) < 2:
+        return xp.sqrt(x * x)
+    return xp.reshape(xp.sqrt(xp.sum(x * x, axis=tuple(range(1, len(like.shape))))), [-1])
+
+
 class Update:
-    """The part of an update every optimizer shares: the rule and its weight decay."""
+    """The part of an update every optimizer shares: the rule, its CowClip and its weight decay."""
 
     def __init__(self, rule, decays):
         self.rule = rule
         self.decays = decays  # whether this variable gets weight decay
+
+    def gradient_rows(self, xp, store, ids, rows, occurrences):
+        """The batch's summed gradient rows as float32, clipped by CowClip when it is on."""
+        g = xp.cast(rows, xp.float32)
+        if not self.rule.clips:
+            return g
+        weights = xp.cast(store.read("weights", ids), xp.float32)
+        factor = self.rule.clip_factor(xp, _norm_per_row(xp, g, g), _norm_per_row(xp, weights, g),
+                                       occurrences)
+        return per_row(xp, factor, g) * g
 
     def decay_factor(self, xp, lr, row_rate, frequency, step):
         """Per-row factor of a sparse step, or None."""
@@ -60,8 +81,8 @@ class ScaledSGDUpdate(Update):
         store.write("momentum", m, ids)
         return g + self.momentum * m if self.nesterov else m
 
-    def sparse(self, xp, store, ids, rows, counts, frequency, lr, step):
-        g = xp.cast(rows, xp.float32)
+    def sparse(self, xp, store, ids, rows, occurrences, counts, frequency, lr, step):
+        g = self.gradient_rows(xp, store, ids, rows, occurrences)
         rate = lr * self.rule.rate_scale(xp, counts, frequency, step)
         decay = self.decay_factor(xp, lr, rate, frequency, step)
         step_rows = per_row(xp, rate, g) * self._direction(xp, store, g, ids)
@@ -91,8 +112,8 @@ class RowwiseAdagradUpdate(Update):
         store.write("accumulator", total, ids)
         return lr / (xp.sqrt(total) + self.epsilon)
 
-    def sparse(self, xp, store, ids, rows, counts, frequency, lr, step):
-        g = xp.cast(rows, xp.float32)
+    def sparse(self, xp, store, ids, rows, occurrences, counts, frequency, lr, step):
+        g = self.gradient_rows(xp, store, ids, rows, occurrences)
         rate = self._adagrad_rate(xp, store, g, ids, lr) * self.rule.rate_scale(xp, counts, frequency, step)
         decay = self.decay_factor(xp, lr, rate, frequency, step)
         weights = xp.cast(store.read("weights", ids), xp.float32)

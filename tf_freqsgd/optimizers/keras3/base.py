@@ -242,7 +242,9 @@ class FrequencyAwareOptimizer(keras.optimizers.Optimizer):
         present = xp.logical_and(xp.any(xp.reshape(g != 0, (g.shape[0], -1)), axis=1), applies)
         counts, frequency = self._observe_rows(xp, slots, present)
         store = KerasRows(self, variable, slots, written=present)
-        self._update(variable).sparse(xp, store, None, g, counts, frequency, lr, self.step)
+        # A dense gradient tells nothing of occurrences: each row present occurred once (CowClip's o_k).
+        occurrences = xp.cast(present, xp.float32)
+        self._update(variable).sparse(xp, store, None, g, occurrences, counts, frequency, lr, self.step)
 
 
 class KerasRows:
