@@ -89,8 +89,21 @@ SPLIT_SEED = 0
 BUCKET_SHARES = (0.5, 0.8)  # cumulative shares of training interactions closing head and torso
 BUCKETS = ("head", "torso", "tail")
 RECALL_K = 100
+# The big-batch tasks compare CowClip with plain CounterSGD (and Adam, for reference); the TFRS
+# tutorial's 8,192 x 8,192 softmax costs ~50 s a run on one core, so it measures the retrieval
+# target's baselines (SGD, Adagrad) and CounterSGD with either counting.
+BIG_BATCH_OPTIMIZERS = ("adam", "counter_sgd", "counter_sgd_cowclip")
+# Settings measured beside the examples' optimizers (`training.OPTIMIZERS`): CowClip with the
+# paper's ratio (the clip bound `cowclip_min_norm` at its default), and CounterSGD counting presence
+# with FBGEMM's `lr / sqrt(c)` (estimate "count"), which occurrence counting's collapse of popular
+# rows' rates at batch 8,192 suggested (../shared/notes/retrieval-probe.md).
+VARIANTS = {"counter_sgd_cowclip": lambda rate: tf_freqsgd.CounterSGD(rate, cowclip_ratio=1.0),
+            "counter_sgd_presence": lambda rate: tf_freqsgd.CounterSGD(rate, estimate="count", counting="presence")}
+ALL_OPTIMIZERS = (*OPTIMIZERS, *VARIANTS)
+COWCLIP_TASKS = ("ctr", "ctr_mf", "ctr_big_batch", "ctr_mf_big_batch")  # the only ones counter_sgd_cowclip runs
+TFRS_OPTIMIZERS = ("sgd", "adagrad", "counter_sgd", "counter_sgd_presence")
+RECOMMENDED = "counter_sgd"  # the robustness target's optimizer: the package's default one
 ROBUST_SHARE = 0.05  # "within 5% of the best" of the robustness target
-ROBUST_SPAN = 10.0  # ... over a 10x range of rates
 
 # Learning-rate grids: the same 7 points for every optimizer, a factor 10^(1/3) apart (so 4
 # consecutive points span 10x and the grid 100x), centred on the rate each family measured best.
@@ -99,7 +112,8 @@ ROBUST_SPAN = 10.0  # ... over a 10x range of rates
 # without centres of their own take MovieLens 100K's.
 GRID_STEP = 10.0 ** (1.0 / 3.0)
 GRID_POINTS = 7
-_SGD_FAMILY = ("sgd", "counter_sgd", "counter_sgd_adam", "frequency_sgd")
+_SGD_FAMILY = ("sgd", "counter_sgd", "counter_sgd_adam", "counter_sgd_cowclip", "counter_sgd_presence",
+               "frequency_sgd")
 _ADAGRAD_FAMILY = ("adagrad", "rowwise_adagrad_counter")
 
 
@@ -110,21 +124,29 @@ def _centres(sgd, adagrad, adam, **others):
     return centres
 
 
-_RETRIEVAL_CENTRES = {"ml-100k": _centres(sgd=0.0464, adagrad=0.0464, adam=0.00215, rowwise_adagrad_counter=21.5),
-                      "synthetic": _centres(sgd=0.215, adagrad=4.64, adam=0.00215, rowwise_adagrad_counter=21.5)}
-_TFRS_CENTRES = {"ml-100k": _centres(sgd=0.0464, adagrad=0.0464, adam=0.00464),
-                 "synthetic": _centres(sgd=0.0464, adagrad=0.1, adam=0.00464)}
+# CounterSGD counting presence with estimate "count" scales by c^-0.5 <= 1, decaying with the
+# steps a row was seen: its rates are higher than the SGD family's.
+_RETRIEVAL_CENTRES = {
+    "ml-100k": _centres(sgd=0.0464, adagrad=0.0464, adam=0.00215, rowwise_adagrad_counter=21.5,
+                        counter_sgd_presence=0.215),
+    "synthetic": _centres(sgd=0.215, adagrad=4.64, adam=0.00215, rowwise_adagrad_counter=21.5,
+                          counter_sgd_presence=1.0)}
+_TFRS_CENTRES = _centres(sgd=0.0464, adagrad=0.0464, adam=0.00464, counter_sgd=0.1, counter_sgd_presence=0.215)
 GRID_CENTRES = {
-    "rating": _centres(sgd=0.215, adagrad=0.215, adam=0.00464),
-    "ctr": _centres(sgd=2.15, adagrad=0.464, adam=0.00464),
-    "ctr_mf": _centres(sgd=21.5, adagrad=4.64, adam=0.00464),
+    "rating": _centres(sgd=0.215, adagrad=0.215, adam=0.00464, counter_sgd_presence=1.0),
+    "ctr": _centres(sgd=2.15, adagrad=0.464, adam=0.00464, counter_sgd_presence=10.0),
+    "ctr_mf": _centres(sgd=21.5, adagrad=4.64, adam=0.00464, counter_sgd_presence=100.0),
+    # 32 times the batch: the averaged loss's gradients are 32 times smaller per example.
+    "ctr_big_batch": _centres(sgd=46.4, adagrad=4.64, adam=0.0215),
+    "ctr_mf_big_batch": _centres(sgd=464.0, adagrad=46.4, adam=0.0215),
     "retrieval": _RETRIEVAL_CENTRES,
     "retrieval_logq": _RETRIEVAL_CENTRES,
     "retrieval_tfrs": _TFRS_CENTRES,
     "retrieval_tfrs_logq": _TFRS_CENTRES,
 }
 OPTIMIZER_LABELS = {"sgd": "SGD", "adagrad": "Adagrad", "adam": "Adam", "counter_sgd": "CounterSGD",
-                    "counter_sgd_adam": "CounterSGD + Adam (dense)",
+                    "counter_sgd_adam": "CounterSGD + Adam (dense)", "counter_sgd_cowclip": "CounterSGD + CowClip",
+                    "counter_sgd_presence": "CounterSGD (presence, count)",
                     "frequency_sgd": "FrequencySGD", "rowwise_adagrad_counter": "RowwiseAdagradCounter"}
 
 flags.DEFINE_list("datasets", ["ml-100k", "synthetic"], "Data sets: ml-100k (read from --data_dir) and synthetic.")
@@ -132,7 +154,7 @@ flags.DEFINE_string("data_dir", ctr_harness.ML100K_DIR, "MovieLens 100K's direct
 flags.DEFINE_integer("synthetic_ratings", None, "Ratings of the synthetic data set (default: MovieLens 100K's "
                      "100,000).")
 flags.DEFINE_list("tasks", list(GRID_CENTRES), f"Tasks, of {list(GRID_CENTRES)}.")
-flags.DEFINE_list("optimizers", list(OPTIMIZERS), "Optimizers, by the examples' names.")
+flags.DEFINE_list("optimizers", list(ALL_OPTIMIZERS), f"Optimizers: the examples' names and {list(VARIANTS)}.")
 flags.DEFINE_integer("seeds", 3, "Seeds at the chosen learning rate (seed 0 is the grid's run).")
 flags.DEFINE_integer("grid_points", GRID_POINTS, "Learning rates of each grid, nearest its centre.")
 flags.DEFINE_integer("dim", 64, "Embedding width.")
@@ -140,6 +162,8 @@ flags.DEFINE_integer("ranking_epochs", 5, "Epochs of the rating and CTR models."
 flags.DEFINE_integer("ranking_batch_size", 256, "Batch size of the rating and CTR models.")
 flags.DEFINE_integer("retrieval_epochs", 3, "Epochs of the retrieval model.")
 flags.DEFINE_integer("retrieval_batch_size", 1024, "Batch size of the retrieval model (in-batch negatives).")
+flags.DEFINE_integer("big_batch_size", 8192, "Batch size of the big-batch CTR tasks (ctr_big_batch, "
+                     "ctr_mf_big_batch).")
 flags.DEFINE_integer("tfrs_dim", 32, "Embedding width of the TFRS tutorial's retrieval model.")
 flags.DEFINE_integer("tfrs_epochs", 3, "Epochs of the TFRS tutorial's retrieval model.")
 flags.DEFINE_integer("tfrs_batch_size", 8192, "Batch size of the TFRS tutorial's retrieval model.")
@@ -154,8 +178,8 @@ FLAGS = flags.FLAGS
 
 # Forwarded to each data set's worker process.
 WORKER_FLAGS = ("data_dir", "synthetic_ratings", "tasks", "optimizers", "seeds", "grid_points", "dim",
-                "ranking_epochs", "ranking_batch_size", "retrieval_epochs", "retrieval_batch_size", "tfrs_dim",
-                "tfrs_epochs", "tfrs_batch_size", "evals_per_epoch")
+                "ranking_epochs", "ranking_batch_size", "big_batch_size", "retrieval_epochs", "retrieval_batch_size",
+                "tfrs_dim", "tfrs_epochs", "tfrs_batch_size", "evals_per_epoch")
 
 
 # ---- Frequency buckets. ----
@@ -185,10 +209,12 @@ def _features(part, keys=("user_id", "item_id")):
 
 
 class Task:
-    """One model and metric on one data set's split; subclasses define the model."""
+    """One model and metric on one data set's split; subclasses define the model. `optimizers`:
+    the only optimizers measured on it (of --optimizers), or None for all."""
 
     name = metric = None
     higher_is_better = True
+    optimizers = None
 
     def __init__(self, splits, num_users, num_items):
         self.train, self.validation, self.test = splits
@@ -227,7 +253,9 @@ class Task:
         model = self.build(seed)
         frequencies = (known_frequencies(self.id_tables(model), self.steps_per_epoch)
                        if optimizer_name == "frequency_sgd" else None)
-        self.compile(model, make_optimizer(optimizer_name, learning_rate, frequencies=frequencies))
+        optimizer = (VARIANTS[optimizer_name](learning_rate) if optimizer_name in VARIANTS
+                     else make_optimizer(optimizer_name, learning_rate, frequencies=frequencies))
+        self.compile(model, optimizer)
         started = time.perf_counter()
         fit_resumable(model, self.training_features(), epochs=self.epochs, batch_size=self.batch_size, seed=seed,
                       label=self.label_key, callbacks=callbacks, verbose=0)
@@ -253,13 +281,13 @@ class RankingTask(Task):
 
     def build(self, seed):
         tf.keras.utils.set_random_seed(seed)
-        model = RankingModel(self.num_users, self.num_items, task=self.name, dim=FLAGS.dim, seed=seed)
+        model = RankingModel(self.num_users, self.num_items, task=self.ranking_task, dim=FLAGS.dim, seed=seed)
         model.build_tables()
         return model
 
     @property
     def label_key(self):
-        return ranking_label_key(self.name)
+        return ranking_label_key(self.ranking_task)
 
     def training_features(self):
         return {**_features(self.train), self.label_key: self.train[self.label_key]}
@@ -270,6 +298,7 @@ class RankingTask(Task):
 
 class RatingTask(RankingTask):
     name, metric, higher_is_better = "rating", "rmse", False
+    ranking_task = "rating"
 
     def per_example(self, model, part):
         return np.square(self.outputs(model, part) - part["rating"])
@@ -280,6 +309,7 @@ class RatingTask(RankingTask):
 
 class CtrTask(RankingTask):
     name, metric = "ctr", "auc"
+    ranking_task = "ctr"  # the model's task, also of the big-batch variant
 
     def per_example(self, model, part):
         return self.outputs(model, part)
@@ -314,6 +344,28 @@ class MatrixFactorizationCtrTask(CtrTask):
 
     def training_features(self):
         return {**_features(self.train), "label": self.train["label"]}
+
+
+class BigBatchCtrTask(CtrTask):
+    """`ctr` at batch --big_batch_size, the same epochs (so 1/32 of the steps at 8,192)."""
+
+    name = "ctr_big_batch"
+    optimizers = BIG_BATCH_OPTIMIZERS
+
+    @property
+    def batch_size(self):
+        return FLAGS.big_batch_size
+
+
+class BigBatchMatrixFactorizationCtrTask(MatrixFactorizationCtrTask):
+    """`ctr_mf` at batch --big_batch_size."""
+
+    name = "ctr_mf_big_batch"
+    optimizers = BIG_BATCH_OPTIMIZERS
+
+    @property
+    def batch_size(self):
+        return FLAGS.big_batch_size
 
 
 class RetrievalTask(Task):
@@ -397,6 +449,7 @@ class TfrsTutorialTask(RetrievalTask):
     --tfrs_epochs epochs."""
 
     name = "retrieval_tfrs"
+    optimizers = TFRS_OPTIMIZERS
 
     @property
     def epochs(self):
@@ -429,8 +482,9 @@ class LogqTfrsTutorialTask(TfrsTutorialTask):
     name, logq = "retrieval_tfrs_logq", True
 
 
-TASKS = {task.name: task for task in (RatingTask, CtrTask, MatrixFactorizationCtrTask, RetrievalTask,
-                                      LogqRetrievalTask, TfrsTutorialTask, LogqTfrsTutorialTask)}
+TASKS = {task.name: task for task in (RatingTask, CtrTask, MatrixFactorizationCtrTask, BigBatchCtrTask,
+                                      BigBatchMatrixFactorizationCtrTask, RetrievalTask, LogqRetrievalTask,
+                                      TfrsTutorialTask, LogqTfrsTutorialTask)}
 
 
 class ValidationCurve(tf.keras.callbacks.Callback):
@@ -543,10 +597,11 @@ def measure_optimizer(task, optimizer_name, dataset_name):
 def default_learning_rate(optimizer_name):
     """The learning rate the optimizer's class gets when none is given."""
     legacy = tf.keras.optimizers.legacy
-    classes = {"sgd": legacy.SGD, "adagrad": legacy.Adagrad, "adam": legacy.Adam, "counter_sgd": tf_freqsgd.CounterSGD,
-               "counter_sgd_adam": tf_freqsgd.CounterSGD, "frequency_sgd": tf_freqsgd.FrequencySGD,
-               "rowwise_adagrad_counter": tf_freqsgd.RowwiseAdagradCounter}
-    return inspect.signature(classes[optimizer_name]).parameters["learning_rate"].default
+    classes = {"sgd": legacy.SGD, "adagrad": legacy.Adagrad, "adam": legacy.Adam,
+               "frequency_sgd": tf_freqsgd.FrequencySGD, "rowwise_adagrad_counter": tf_freqsgd.RowwiseAdagradCounter}
+    counter_sgd = optimizer_name.startswith("counter_sgd")  # CounterSGD with other arguments than the rate
+    return inspect.signature(tf_freqsgd.CounterSGD if counter_sgd else classes[optimizer_name]).parameters[
+        "learning_rate"].default
 
 
 def rate_robustness(task, grid, validation, optimizer_name):
@@ -695,7 +750,10 @@ def print_tables(results):
         for optimizer_name in FLAGS.optimizers:
             cells = []
             for task in tasks.values():
-                result = task["optimizers"][optimizer_name]
+                result = task["optimizers"].get(optimizer_name)
+                if result is None:  # not measured on this task
+                    cells.append("–")
+                    continue
                 test = result["test"]
                 cells.append(f"{test['mean']:.4f} ± {test['std']:.4f} ({result['learning_rate']:g})" if test
                              else "diverged")
@@ -741,6 +799,9 @@ def measure_dataset(dataset_name, results, started, kept=None):
             "test_examples_per_bucket": np.bincount(task.buckets[task.test["item_id"]], minlength=3).tolist(),
             "optimizers": {}}
         for optimizer_name in FLAGS.optimizers:
+            if (task.optimizers is not None and optimizer_name not in task.optimizers
+                    or optimizer_name == "counter_sgd_cowclip" and task.name not in COWCLIP_TASKS):
+                continue
             result = measure_optimizer(task, optimizer_name, dataset_name)
             entry["tasks"][task_name]["optimizers"][optimizer_name] = result
             test = result["test"]
@@ -821,10 +882,10 @@ def main(argv):
         if name not in TASKS:
             raise ValueError(f"--tasks: unknown task {name!r}; expected some of {list(TASKS)}.")
     for name in FLAGS.optimizers:
-        if name not in OPTIMIZERS:
-            raise ValueError(f"--optimizers: unknown optimizer {name!r}; expected some of {list(OPTIMIZERS)}.")
-    for name in ("seeds", "dim", "ranking_epochs", "retrieval_epochs", "tfrs_dim", "tfrs_epochs", "tfrs_batch_size",
-                 "grid_points", "evals_per_epoch", "workers"):
+        if name not in ALL_OPTIMIZERS:
+            raise ValueError(f"--optimizers: unknown optimizer {name!r}; expected some of {list(ALL_OPTIMIZERS)}.")
+    for name in ("seeds", "dim", "ranking_epochs", "big_batch_size", "retrieval_epochs", "tfrs_dim", "tfrs_epochs",
+                 "tfrs_batch_size", "grid_points", "evals_per_epoch", "workers"):
         if FLAGS[name].value < 1:
             raise ValueError(f"--{name} must be at least 1; got {FLAGS[name].value}.")
     if FLAGS.threads:
@@ -832,7 +893,7 @@ def main(argv):
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
     settings = {key: FLAGS[key].value for key in ("datasets", *WORKER_FLAGS[1:], "workers", "threads")}
     settings.update({"split_seed": SPLIT_SEED, "bucket_shares": BUCKET_SHARES, "recall_k": RECALL_K,
-                     "quick": FLAGS.quick})
+                     "recommended": RECOMMENDED, "quick": FLAGS.quick})
     results = {"settings": settings, "datasets": {}, "skipped": {}}
     kept = existing_results() if FLAGS.update else None
     started = time.time()

@@ -26,10 +26,13 @@ README = os.path.join(BENCHMARKS_DIR, "..", "README.md")
 BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
 
 TASK_LABELS = {"rating": "rating RMSE ↓", "ctr": "CTR AUC, MLP ↑", "ctr_mf": "CTR AUC, MF ↑",
+               "ctr_big_batch": "CTR AUC, MLP, batch 8,192 ↑", "ctr_mf_big_batch": "CTR AUC, MF, batch 8,192 ↑",
                "retrieval": "recall@100, two-tower ↑", "retrieval_logq": "recall@100, two-tower, log-Q ↑",
-               "retrieval_tfrs": "recall@100, TFRS tutorial ↑", "retrieval_tfrs_logq": "recall@100, TFRS tutorial, log-Q ↑"}
+               "retrieval_tfrs": "recall@100, TFRS tutorial ↑",
+               "retrieval_tfrs_logq": "recall@100, TFRS tutorial, log-Q ↑"}
 RETRIEVAL_TASKS = ("retrieval", "retrieval_logq", "retrieval_tfrs", "retrieval_tfrs_logq")
-FREQUENCY_AWARE = ("counter_sgd", "counter_sgd_adam", "frequency_sgd", "rowwise_adagrad_counter")
+FREQUENCY_AWARE = ("counter_sgd", "counter_sgd_adam", "counter_sgd_cowclip", "counter_sgd_presence", "frequency_sgd",
+                   "rowwise_adagrad_counter")
 SMALL_STATE_BYTES = 8  # the retrieval target's bound on the optimizer state per item row
 EMBEDDING_SIZE_LABELS = {"rating": "rating RMSE ↓", "ctr": "CTR AUC ↑"}
 BUCKETS = ("head", "torso", "tail")
@@ -96,6 +99,16 @@ def image(results_dir, readme_dir, file_name, alt):
 def labelled(results, key):
     """An optimizer's label as its benchmark wrote it, else its key."""
     return results.get(key, {}).get("label", key)
+
+
+def measured_optimizers(tasks):
+    """{optimizer: its result on the first task that measured it}, in the order the tasks met them
+    (some optimizers are measured on some tasks only)."""
+    results = {}
+    for task in tasks.values():
+        for key, result in task["optimizers"].items():
+            results.setdefault(key, result)
+    return results
 
 
 def signed(value, digits):
@@ -171,8 +184,8 @@ def quality_sections(quality, results_dir, readme_dir):
         for task_name, task in tasks.items():
             means = [r["test"]["mean"] for r in task["optimizers"].values() if r["test"]]
             best[task_name] = (max if task["higher_is_better"] else min)(means) if means else None
-        first_task = next(iter(tasks.values()))
-        for optimizer in first_task["optimizers"]:
+        measured = measured_optimizers(tasks)
+        for optimizer in measured:
             cells = []
             for task_name, task in tasks.items():
                 result = task["optimizers"].get(optimizer)
@@ -184,7 +197,7 @@ def quality_sections(quality, results_dir, readme_dir):
                     value = f"**{value}**"
                 edge = "*" if result["chosen_at_grid_edge"] else ""
                 cells.append(f"{value} ({result['learning_rate']:g}{edge})")
-            lines.append(f"| {labelled(first_task['optimizers'], optimizer)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {labelled(measured, optimizer)} | " + " | ".join(cells) + " |")
         lines.append("")
         lines += image(results_dir, readme_dir, f"quality_curves_{dataset}.png", f"learning curves, {entry['name']}")
         targets += quality_targets(entry)
@@ -267,17 +280,17 @@ def robustness_sections(quality, results_dir, readme_dir):
              "Seed 0's validation metric at each of the grid's rates (7 points a factor 10^(1/3) apart, spanning "
              "100×; plots below): the widest run of rates whose metric is within 5% of the optimizer's best "
              "(RMSE at most 5% above, AUC and recall at least 95% of it), as `lowest–highest (span)`; ✓ where the "
-             "span reaches 10×. `d` marks the optimizer's default rate lying in that range. Rating and CTR average their loss "
-             "over the batch; every retrieval task sums it (TFRS), so the SGD family's rates there are about B "
-             "times smaller.", ""]
+             "span reaches 10×. `d` marks the optimizer's default rate lying in that range. Rating and CTR "
+             "average their loss over the batch; every retrieval task sums it (TFRS), so the SGD family's rates "
+             "there are about B times smaller.", ""]
     targets = []
     for dataset, entry in quality["datasets"].items():
         tasks = entry["tasks"]
-        optimizers = list(next(iter(tasks.values()))["optimizers"])
+        measured = measured_optimizers(tasks)
         lines += [f"**{entry['name']}**", "",
                   "| optimizer (default rate) | " + " | ".join(TASK_LABELS.get(t, t) for t in tasks) + " |",
                   "|---|" + "---|" * len(tasks)]
-        for optimizer in optimizers:
+        for optimizer in measured:
             cells, default = [], None
             for task in tasks.values():
                 result = task["optimizers"].get(optimizer)
@@ -289,7 +302,7 @@ def robustness_sections(quality, results_dir, readme_dir):
                 wide = " ✓" if result["robust_span"] >= 10 * 0.99 else ""
                 inside = " d" if result["default_in_range"] else ""
                 cells.append(f"{low:g}–{high:g} ({result['robust_span']:.3g}×){wide}{inside}")
-            label = labelled(next(iter(tasks.values()))["optimizers"], optimizer)
+            label = labelled(measured, optimizer)
             lines.append(f"| {label}{'' if default is None else f' ({default:g})'} | " + " | ".join(cells) + " |")
         lines.append("")
         lines += image(results_dir, readme_dir, f"quality_rates_{dataset}.png", f"metric against rate, {entry['name']}")
@@ -298,7 +311,7 @@ def robustness_sections(quality, results_dir, readme_dir):
             results = [r for r in results if r and r.get("robust_rates")]
             wide = sum(r["robust_span"] >= 10 * 0.99 for r in results)
             inside = sum(r["default_in_range"] for r in results)
-            targets.append(f"* {entry['name']}: {labelled(next(iter(tasks.values()))['optimizers'], recommended)} "
+            targets.append(f"* {entry['name']}: {labelled(measured, recommended)} "
                            f"is within 5% of its best over 10× on {wide} of {len(results)} tasks; its default rate "
                            f"is in that range on {inside} of {len(results)}.")
     if targets:
@@ -316,7 +329,7 @@ def rare_id_sections(quality, results_dir, readme_dir):
              ""]
     for dataset, entry in quality["datasets"].items():
         tasks = entry["tasks"]
-        first_results = next(iter(tasks.values()))["optimizers"]
+        first_results = measured_optimizers(tasks)
         optimizers = list(first_results)
         lines += [f"**{entry['name']}**", "",
                   "| task | bucket: items (training interactions each) | "
@@ -328,8 +341,8 @@ def rare_id_sections(quality, results_dir, readme_dir):
                 counts = (f"{summary['min_train_count']}–{summary['max_train_count']}" if summary["items"] else "–")
                 cells = []
                 for optimizer in optimizers:
-                    stats = task["optimizers"][optimizer]["test_buckets"][bucket]
-                    cells.append(mean_std(stats, 3))
+                    result = task["optimizers"].get(optimizer)  # absent: not measured on this task
+                    cells.append(mean_std(result and result["test_buckets"][bucket], 3))
                 label = (f"{bucket}: {summary['items']:,} ({counts}), "
                          f"{task['test_examples_per_bucket'][index]:,} test examples")
                 lines.append(f"| {TASK_LABELS.get(task_name, task_name)} | {label} | " + " | ".join(cells) + " |")
@@ -370,7 +383,7 @@ def memory_sections(state_memory, quality):
     if quality:
         dataset, entry = next(iter(quality["datasets"].items()))
         tasks = entry["tasks"]
-        first_results = next(iter(tasks.values()))["optimizers"]
+        first_results = measured_optimizers(tasks)
         lines += [f"The trained models of the quality benchmark ({entry['name']}), measured with "
                   "`tf_freqsgd.optimizer_state_bytes`: total optimizer state (dense layers included), and per item "
                   "row (the item table's state alone).", "",
@@ -379,7 +392,7 @@ def memory_sections(state_memory, quality):
         for optimizer in first_results:
             cells = []
             for task in tasks.values():
-                result = task["optimizers"][optimizer]
+                result = task["optimizers"].get(optimizer, {})  # absent: not measured on this task
                 if "state_bytes" in result:
                     cells += [f"{result['state_bytes']:,} B", f"{result['state_bytes_per_item_row']:g} B"]
                 else:

@@ -28,7 +28,8 @@ def quality_quick(tmp_path_factory):
     """quality.py at its quick sizes on 3,000 synthetic ratings: 1 seed, 1 learning rate, 1 epoch."""
     output_dir = tmp_path_factory.mktemp("quality")
     result = run_script("quality.py", "--quick", "--synthetic_ratings=3000", f"--dim={DIM}",
-                        "--optimizers=sgd,adagrad,counter_sgd,frequency_sgd", f"--output_dir={output_dir}")
+                        "--optimizers=sgd,adagrad,counter_sgd,counter_sgd_cowclip,frequency_sgd",
+                        f"--output_dir={output_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     with open(output_dir / "quality.json") as f:
         return output_dir, json.load(f)
@@ -37,9 +38,12 @@ def quality_quick(tmp_path_factory):
 def test_quality_measures_every_task_and_optimizer_with_one_grid_size(quality_quick):
     output_dir, results = quality_quick
     tasks = results["datasets"]["synthetic"]["tasks"]
-    assert list(tasks) == ["rating", "ctr", "ctr_mf", "retrieval", "retrieval_logq", "retrieval_tfrs",
-                           "retrieval_tfrs_logq"]
-    assert [task["logq"] for task in tasks.values()] == [False] * 4 + [True, False, True]
+    assert list(tasks) == ["rating", "ctr", "ctr_mf", "ctr_big_batch", "ctr_mf_big_batch", "retrieval",
+                           "retrieval_logq", "retrieval_tfrs", "retrieval_tfrs_logq"]
+    assert [task["logq"] for task in tasks.values()] == [False] * 6 + [True, False, True]
+    assert tasks["ctr_big_batch"]["batch_size"] == tasks["ctr_mf_big_batch"]["batch_size"] == 8192
+    assert list(tasks["ctr_big_batch"]["optimizers"]) == ["counter_sgd", "counter_sgd_cowclip"]
+    assert list(tasks["retrieval_tfrs"]["optimizers"]) == ["sgd", "adagrad", "counter_sgd"]
     assert tasks["retrieval_tfrs"]["batch_size"] == 8192 and tasks["retrieval"]["batch_size"] == 1024
     for task in tasks.values():
         assert {len(r["grid"]) for r in task["optimizers"].values()} == {1}
@@ -60,7 +64,7 @@ def test_quality_records_each_optimizers_rate_range_and_default_rate(quality_qui
         for name, result in task["optimizers"].items():
             assert result["robust_rates"] == result["grid"] * 2 and result["robust_span"] == 1.0, name
         assert task["optimizers"]["counter_sgd"]["default_learning_rate"] == 0.1
-        assert task["optimizers"]["sgd"]["default_learning_rate"] == 0.01
+    assert results["datasets"]["synthetic"]["tasks"]["ctr"]["optimizers"]["sgd"]["default_learning_rate"] == 0.01
 
 
 def test_rate_robustness_is_the_widest_run_within_5_percent_of_the_best():
@@ -96,6 +100,8 @@ def test_quality_memory_is_measured_from_the_optimizers_variables(quality_quick)
     per_row = {name: r["state_bytes_per_item_row"]
                for name, r in results["datasets"]["synthetic"]["tasks"]["retrieval"]["optimizers"].items()}
     assert per_row == {"sgd": 0, "adagrad": 4 * DIM, "counter_sgd": 4, "frequency_sgd": 4}
+    assert [name for name, task in results["datasets"]["synthetic"]["tasks"].items()
+            if "counter_sgd_cowclip" in task["optimizers"]] == ["ctr", "ctr_mf", "ctr_big_batch", "ctr_mf_big_batch"]
 
 
 def test_the_readme_generator_reads_the_quality_json(quality_quick):
@@ -104,6 +110,9 @@ def test_the_readme_generator_reads_the_quality_json(quality_quick):
 
     text = test_readme_results.generator.render(str(output_dir), str(output_dir))
     assert "| CounterSGD |" in text and "### Rare ids" in text
+    assert "| CounterSGD + CowClip |" in text  # measured on the CTR tasks only, not on the first task
+    assert "### Learning-rate robustness" in text and "CounterSGD is within 5% of its best over 10× on 0 of 9 tasks" in text
+    assert "Retrieval target" in text and "the best at ≤ 8 B/row is CounterSGD" in text
 
 
 def test_frequency_buckets_split_training_interactions_at_50_and_80_percent():
