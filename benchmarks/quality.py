@@ -110,7 +110,6 @@ ROBUST_SHARE = 0.05  # "within 5% of the best" of the robustness target
 # Tasks whose loss is summed over the batch (retrieval) want rates ~B times smaller than the averaged
 # ones for the SGD family; the Adagrad family is nearly indifferent to the loss's scale. Data sets
 # without centres of their own take MovieLens 100K's.
-GRID_STEP = 10.0 ** (1.0 / 3.0)
 GRID_POINTS = 7
 _SGD_FAMILY = ("sgd", "counter_sgd", "counter_sgd_adam", "counter_sgd_cowclip", "counter_sgd_presence",
                "frequency_sgd")
@@ -521,12 +520,13 @@ class ValidationCurve(tf.keras.callbacks.Callback):
 
 
 def grid_of(task_name, optimizer_name, dataset_name):
-    """The `--grid_points` rates of the ladder `centre * GRID_STEP**k` nearest the centre, ascending."""
+    """The `--grid_points` rates of the ladder `10^(n/3)` nearest the centre, ascending."""
     centres = GRID_CENTRES[task_name]
     if "ml-100k" in centres:  # per data set
         centres = centres.get(dataset_name, centres["ml-100k"])
     offsets = sorted(range(-GRID_POINTS, GRID_POINTS + 1), key=lambda k: (abs(k), k))[:FLAGS.grid_points]
-    return [float(f"{centres[optimizer_name] * GRID_STEP ** k:.3g}") for k in sorted(offsets)]
+    centre = round(3 * math.log10(centres[optimizer_name]))  # the ladder 10^(n/3): 0.1, 0.215, 0.464, 1, ...
+    return [float(f"{10.0 ** ((centre + k) / 3):.3g}") for k in sorted(offsets)]
 
 
 def one_run(task, optimizer_name, learning_rate, seed):
