@@ -32,6 +32,9 @@ def check_record(record):
     assert items["movie_id"].dtype == np.int64 and len(np.unique(items["movie_id"])) == record.num_items
     assert items["title"].dtype == object and items["genres"].dtype == object
     assert len(items["title"]) == len(items["genres"]) == record.num_items
+    users = record.users["user_id"]
+    assert users.dtype == np.int64 and users.shape == (record.num_users,)
+    assert (np.diff(users) > 0).all()  # indices rank the raw ids
 
 
 # ---------------------------------------------------------------------------------------------
@@ -47,6 +50,7 @@ def test_synthetic_default_is_make_interactions_with_items(synthetic):
     check_record(synthetic)
     assert (synthetic.name, synthetic.source) == ("synthetic-100k", "synthetic")
     assert (len(synthetic.ratings["rating"]), synthetic.num_users, synthetic.num_items) == (100_000, 943, 1682)
+    np.testing.assert_array_equal(synthetic.users["user_id"], np.arange(1, 944))  # raw id = index + 1
     expected = make_interactions(seed=0)
     for key in expected:
         np.testing.assert_array_equal(synthetic.ratings[key], expected[key])
@@ -113,6 +117,7 @@ def test_ml100k_counts_and_content():
     assert set(np.unique(record.ratings["rating"])) == {1, 2, 3, 4, 5}
     # u.data's first line is "196 242 3 881250949": user 196 is index 195 of users 1..943.
     assert (record.ratings["user_id"][0], record.ratings["item_id"][0]) == (195, 241)
+    assert record.users["user_id"][195] == 196
     assert record.ratings["timestamp"][0] == 881250949
     assert record.items["title"][0] == "Toy Story (1995)"
     assert record.items["genres"][0] == "Animation|Children's|Comedy"
@@ -171,6 +176,7 @@ def test_100k_format(tmp_path):
     record = load_movielens("ml-100k", str(tmp_path))
     check_record(record)
     np.testing.assert_array_equal(record.ratings["user_id"], [1, 0, 1])  # raw users 3, 7 -> 0, 1
+    np.testing.assert_array_equal(record.users["user_id"], [3, 7])
     np.testing.assert_array_equal(record.ratings["item_id"], [1, 0, 0])
     np.testing.assert_array_equal(record.ratings["rating"], [4, 2, 5])
     np.testing.assert_array_equal(record.ratings["timestamp"], [100, 200, 300])
@@ -216,6 +222,7 @@ def test_ids_too_large_for_lookup_tables(tmp_path):
               movies="movieId,title,genres\n1000000000000,Big (1988),Comedy\n7,Se7en (1995),Thriller\n")
     record = load_movielens("ml-latest", str(tmp_path))
     np.testing.assert_array_equal(record.ratings["user_id"], [1, 0, 0])
+    np.testing.assert_array_equal(record.users["user_id"], [3, 10000000000000])
     np.testing.assert_array_equal(record.ratings["item_id"], [1, 0, 1])
     write(tmp_path, "ratings.csv", "userId,movieId,rating,timestamp\n3,1000000000001,2.0,2\n")
     with pytest.raises(MovieLensFormatError, match=r"ratings.csv, line 2: expected .*a movieId listed in movies.csv"):
@@ -241,6 +248,11 @@ def test_num_ratings_samples_a_release(tmp_path):
     assert sample.name == "ml-100k-n100" and len(sample.ratings["rating"]) == 100
     assert (np.diff(sample.ratings["timestamp"]) > 0).all()  # file order kept
     assert sample.num_users == len(np.unique(sample.ratings["user_id"])) <= full.num_users
+    # Re-indexed users keep their raw ids: each sampled rating is a (raw user, movie) pair of the file.
+    def raw_pairs(record):
+        return set(zip(record.users["user_id"][record.ratings["user_id"]].tolist(), record.ratings["item_id"].tolist()))
+
+    assert raw_pairs(sample) <= raw_pairs(full)
     np.testing.assert_array_equal(load_movielens("ml-100k", str(tmp_path), num_ratings=100, seed=3)
                                   .ratings["timestamp"], sample.ratings["timestamp"])
     with pytest.raises(ValueError, match=r"`num_ratings` \(401\) exceeds the 400 ratings of ml-100k"):

@@ -5,7 +5,10 @@
 * ``ratings``, one entry per rating: ``user_id``, ``item_id`` (int64, contiguous indices),
   ``rating`` (float32), ``timestamp`` (int64, seconds), ``label`` (float32, 1 when rating > 3);
 * ``items``, indexed by ``item_id``: ``movie_id`` (int64, the raw id), ``title``, ``genres``
-  (object arrays of str, genres "|"-joined).
+  (object arrays of str, genres "|"-joined);
+* ``users``, indexed by ``user_id``: ``user_id`` (int64, the raw id: what a served model is asked
+  for). The synthetic datasets define raw ids as ``index + 1``, as their ``movie_id`` is
+  ``item_id + 1`` (MovieLens numbers both from 1).
 
 Indices: ``user_id`` ranks the raw user ids that have ratings, in increasing order. ``item_id`` is
 the movie's line in the movies file (u.item, movies.dat, movies.csv), in file order, so a movie
@@ -82,6 +85,7 @@ class MovieLens:
 
     ratings: dict
     items: dict
+    users: dict
     num_users: int
     num_items: int
     name: str
@@ -131,7 +135,8 @@ def _synthetic(dataset, num_ratings, seed):
     ratings = make_interactions(num_users=num_users, num_items=num_items,
                                 num_ratings=num_ratings or default_num_ratings, seed=seed)
     name = name if num_ratings is None else f"{name}-n{num_ratings}"
-    return MovieLens(ratings, make_items(num_items, seed), num_users, num_items, name, "synthetic")
+    users = {"user_id": np.arange(1, num_users + 1, dtype=np.int64)}
+    return MovieLens(ratings, make_items(num_items, seed), users, num_users, num_items, name, "synthetic")
 
 
 def _sample(record, num_ratings, seed):
@@ -141,7 +146,8 @@ def _sample(record, num_ratings, seed):
     keep = np.sort(np.random.default_rng(seed).choice(size, num_ratings, replace=False))
     ratings = {key: value[keep] for key, value in record.ratings.items()}
     users, ratings["user_id"] = distinct_and_index(ratings["user_id"])
-    return dataclasses.replace(record, ratings=ratings, num_users=len(users), name=f"{record.name}-n{num_ratings}")
+    return dataclasses.replace(record, ratings=ratings, users={"user_id": record.users["user_id"][users]},
+                               num_users=len(users), name=f"{record.name}-n{num_ratings}")
 
 
 def _release_directory(release, data_dir):
@@ -198,8 +204,8 @@ def _assemble(name, source, users, item_index, ratings, timestamps, items):
     return MovieLens(
         ratings={"user_id": user_index.astype(np.int64), "item_id": item_index.astype(np.int64), "rating": ratings,
                  "timestamp": timestamps, "label": (ratings > 3).astype(np.float32)},
-        items=items, num_users=len(user_ids), num_items=len(items["movie_id"]), name=name, source=source,
-        duplicate_ratings=dropped)
+        items=items, users={"user_id": user_ids.astype(np.int64)}, num_users=len(user_ids),
+        num_items=len(items["movie_id"]), name=name, source=source, duplicate_ratings=dropped)
 
 
 def _latest_per_pair(pairs, timestamps):
