@@ -273,6 +273,48 @@ def retrieval_targets(entry):
     return lines
 
 
+BIG_BATCH_TASKS = {"ctr": "ctr_big_batch", "ctr_mf": "ctr_mf_big_batch"}  # task at batch 256: the same at 8,192
+COWCLIP_BOUND = 0.002  # the target: CowClip's AUC at 8,192 within this of batch 256's
+
+
+def big_batch_sections(quality):
+    """CTR-MLP and CTR-MF at the small and the big batch, CounterSGD with and without CowClip."""
+    lines = ["### Big batches: CowClip", "",
+             "The CTR tasks at batch 256 and again at the big batch with the same epochs (so 1/32 of the steps "
+             "at 8,192), rates chosen on validation from 7-point grids as above (larger at the big batch: the loss is "
+             "averaged over it). CounterSGD + CowClip: `cowclip_ratio=1` (arXiv 2204.06240's ratio). Test AUC, mean "
+             f"± std over seeds (rate); target: with CowClip the big batch within {COWCLIP_BOUND} of CounterSGD's "
+             "AUC at 256.", ""]
+    rows = []
+    for dataset, entry in quality["datasets"].items():
+        for small_name, big_name in BIG_BATCH_TASKS.items():
+            small, big = entry["tasks"].get(small_name), entry["tasks"].get(big_name)
+            if not small or not big:
+                continue
+            cells = []
+            for task, key in ((small, "counter_sgd"), (small, "counter_sgd_cowclip"), (big, "counter_sgd"),
+                              (big, "counter_sgd_cowclip"), (big, "adam")):
+                result = task["optimizers"].get(key)
+                cells.append(f"{mean_std(result['test'])} ({result['learning_rate']:g})"
+                             if result and result["test"] else "–")
+            reference = small["optimizers"].get("counter_sgd")
+            verdicts = []
+            for key, label in (("counter_sgd", "without CowClip"), ("counter_sgd_cowclip", "with CowClip")):
+                result = big["optimizers"].get(key)
+                if reference and reference["test"] and result and result["test"]:
+                    drop = result["test"]["mean"] - reference["test"]["mean"]
+                    verdicts.append(f"{label} {signed(drop, 4)}")
+            rows.append(f"| {entry['name']} | {TASK_LABELS[small_name].split(', ')[1].rstrip(' ↑')} | "
+                        + " | ".join(cells) + f" | {'; '.join(verdicts)} |")
+    if not rows:
+        return []
+    big_batch = next(iter(quality["datasets"].values()))["tasks"].get("ctr_big_batch", {}).get("batch_size", 8192)
+    lines += [f"| data | model | CounterSGD, 256 | CounterSGD + CowClip, 256 | CounterSGD, {big_batch:,} | "
+              f"CounterSGD + CowClip, {big_batch:,} | Adam, {big_batch:,} | AUC at {big_batch:,} − CounterSGD's "
+              "at 256 |", "|---|---|---|---|---|---|---|---|"] + rows + [""]
+    return lines
+
+
 def robustness_sections(quality, results_dir, readme_dir):
     """Each optimizer's range of learning rates within 5% of its best, per task, and the target."""
     recommended = quality["settings"].get("recommended")
@@ -624,6 +666,7 @@ def render(results_dir, readme_dir):
     sections = [  # (name, its lines or None when its JSON is absent)
         ("quality", data["quality"] and quality_sections(data["quality"], *where)),
         ("learning-rate robustness", data["quality"] and robustness_sections(data["quality"], *where)),
+        ("big batches", data["quality"] and big_batch_sections(data["quality"])),
         ("rare ids", data["quality"] and rare_id_sections(data["quality"], *where)),
         ("memory", (data["state_memory"] or data["quality"])
          and memory_sections(data["state_memory"], data["quality"])),

@@ -135,7 +135,7 @@ def test_missing_results_are_listed(tmp_path):
     shutil.copy(os.path.join(FIXTURES, "state_memory.json"), tmp_path)
     text = generator.render(str(tmp_path), str(tmp_path))
     assert "### Optimizer-state memory" in text
-    assert ("No results yet for: quality, learning-rate robustness, rare ids, step time, Keras 3 step time, first step, TFRA at scale, "
+    assert ("No results yet for: quality, learning-rate robustness, big batches, rare ids, step time, Keras 3 step time, first step, TFRA at scale, "
             "training on a cluster, embedding size, choice of defaults.") in text
 
 
