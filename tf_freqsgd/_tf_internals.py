@@ -44,3 +44,14 @@ def sharded_container(variable):
     partitioner), or None."""
     container = getattr(variable, "_sharded_container", None)
     return container() if container is not None else None
+
+
+def track_dependency(owner, trackable, name):
+    """Makes ``trackable`` a checkpoint dependency of ``owner`` under ``name`` (a TFRA table an
+    optimizer owns but does not hold in an attribute Keras tracks)."""
+    owner._track_trackable(trackable, name=name)
+
+
+def shared_name(variable):
+    """``variable``'s name without the ``:0`` suffix and replica/device decorations."""
+    return variable._shared_name

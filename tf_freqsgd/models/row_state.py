@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tf_freqsgd import _tf_keras_internals
 from tf_freqsgd.dynamic.frequency import inner_optimizer, table_counts
 from tf_freqsgd.optimizers.row_storage import gather_rows
 from tf_freqsgd.models.embeddings import id_table, is_dynamic_layer
@@ -78,7 +79,7 @@ def current_learning_rate(optimizer):
     """The base rate ``lr_t`` at the current step (schedules applied)."""
     inner = inner_optimizer(optimizer)
     if isinstance(inner, tf_keras.optimizers.legacy.Optimizer):
-        return float(inner._decayed_lr(tf.float32))
+        return float(_tf_keras_internals.decayed_learning_rate(inner))
     return float(tf.convert_to_tensor(inner.learning_rate))
 
 
@@ -137,7 +138,7 @@ def _legacy_rates(optimizer, layer, lr):
         return ids, np.mean(lr / (np.sqrt(accumulator) + optimizer.epsilon), axis=1), None
     if isinstance(optimizer, legacy.Adam):
         t = float(optimizer.iterations)
-        beta_1, beta_2 = (float(optimizer._get_hyper(h)) for h in ("beta_1", "beta_2"))
+        beta_1, beta_2 = (float(_tf_keras_internals.hyperparameter(optimizer, h)) for h in ("beta_1", "beta_2"))
         lr_t = lr * math.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t) if t else lr
         second_moment = _slot_rows(optimizer, layer, variable, "v", ids)
         return ids, np.mean(lr_t / (np.sqrt(second_moment) + optimizer.epsilon), axis=1), None
@@ -152,7 +153,9 @@ def _slot_rows(optimizer, layer, variable, slot_name, ids):
     """Rows ``ids`` of a legacy optimizer's slot of ``variable`` (TFRA slots are keyed tables)."""
     if is_dynamic_layer(layer):
         # TFRA names a slot table "<table>-parameter/.../<table>-shadow/<slot name>".
-        slot = next(s for s in variable._optimizer_vars.value if s.name.rsplit("/", 1)[-1] == slot_name)
+        from tf_freqsgd import _tfra_internals
+
+        slot = next(s for s in _tfra_internals.slot_tables(variable) if s.name.rsplit("/", 1)[-1] == slot_name)
         return slot.lookup(tf.constant(ids, tf.int64)).numpy()
     return tf.gather(optimizer.get_slot(variable, slot_name), ids).numpy()
 

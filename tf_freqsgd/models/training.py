@@ -9,27 +9,11 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tf_freqsgd import _tf_keras_internals
+# The examples' names, kept in tf_freqsgd.choices (no TensorFlow import there) and read here too.
+from tf_freqsgd.choices import COUNTER_OPTIMIZERS, DENSE_ADAM_RATE, OPTIMIZER_DESCRIPTIONS, OPTIMIZERS  # noqa: F401
 from tf_freqsgd.optimizers import CounterSGD, FrequencySGD, RowwiseAdagradCounter
 from tf_freqsgd.models.embeddings import id_tables, is_dynamic_layer, table_name
-
-# Flag values of the examples, in the order --helpfull lists them.
-OPTIMIZERS = ("sgd", "adagrad", "adam", "counter_sgd", "counter_sgd_adam", "frequency_sgd", "rowwise_adagrad_counter")
-
-# Those that keep a counter per row (log-Q from counters, counter histograms).
-COUNTER_OPTIMIZERS = ("counter_sgd", "counter_sgd_adam", "rowwise_adagrad_counter")
-# The rate of counter_sgd_adam's Adam for the dense layers: Keras' default, not tuned per task.
-DENSE_ADAM_RATE = 0.001
-
-OPTIMIZER_DESCRIPTIONS = {
-    "sgd": "tf_keras legacy SGD (no state; the legacy optimizers update only the rows of the batch)",
-    "adagrad": "tf_keras legacy Adagrad (d floats of state per row)",
-    "adam": "tf_keras legacy Adam (2d floats per row; sparse rows get lazy moment updates)",
-    "counter_sgd": "tf_freqsgd.CounterSGD: rate lr * (c_k/t)^-0.5 from one counter per row",
-    "counter_sgd_adam": f"CounterSGD on the id tables, tf_keras Adam (lr {DENSE_ADAM_RATE:g}) on the other variables "
-                        "(dense_optimizer)",
-    "frequency_sgd": "tf_freqsgd.FrequencySGD: rate lr * p_k^-0.5, p_k counted from the training split",
-    "rowwise_adagrad_counter": "tf_freqsgd.RowwiseAdagradCounter: row-wise Adagrad times the counter scale",
-}
 
 
 def make_optimizer(name, learning_rate, *, frequencies=None):
@@ -110,9 +94,7 @@ def build_optimizer(model):
 
             de.DynamicEmbeddingOptimizer(optimizer)
     else:
-        # What the legacy apply_gradients does on its first call, under the same name scope.
-        with tf.name_scope(optimizer._name):
-            optimizer._create_all_weights(variables)
+        _tf_keras_internals.create_slots(optimizer, variables)
 
 
 def epoch_batches(features, batch_size, *, seed, first_epoch, epochs, label=None):

@@ -71,7 +71,7 @@ def row_table(owner, variable, name, dtype, initial_value):
         init_size=params.init_size,
         kv_creator=params.kv_creator,
     )
-    owner._track_trackable(table, name=f"{params.name}-{name}")
+    _tf_internals.track_dependency(owner, table, f"{params.name}-{name}")
     return table
 
 
@@ -140,7 +140,9 @@ def remove_rows(variable, keys):
     """Removes ``keys`` from the embedding table of the TFRA trainable ``variable`` and from the
     slot tables TFRA made for it (momentum, say); the frequency optimizer's own width-1 tables
     keep them."""
-    slots = variable._optimizer_vars.value  # where TFRA's create_slots records them
+    from tf_freqsgd import _tfra_internals
+
+    slots = _tfra_internals.slot_tables(variable)
     return tf.group([variable.params.remove(keys)] + [slot.remove(keys) for slot in slots])
 
 

@@ -164,7 +164,7 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         with strategy.extended.colocate_vars_with(model_variable):
             variable = tf.Variable(
                 tf.broadcast_to(tf.cast(initial_value, dtype), shape),
-                name=f"{name}/{model_variable._shared_name}",
+                name=f"{name}/{_tf_internals.shared_name(model_variable)}",
                 trainable=False,
             )
         table = _tf_internals.sharded_container(model_variable) if per_row else None
