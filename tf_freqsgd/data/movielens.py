@@ -46,6 +46,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from tf_freqsgd.choices import DATASETS
 from tf_freqsgd.data.ids import distinct_and_index, rows_of
 from tf_freqsgd.data.synthetic import MOVIELENS_GENRES, make_interactions, make_items
 
@@ -59,7 +60,6 @@ _FORMAT_FILES = {"100k": ("u.data", "u.item"), "1m": ("ratings.dat", "movies.dat
                  "csv": ("ratings.csv", "movies.csv")}
 _TFDS_CONFIGS = {"ml-100k": "100k-ratings", "ml-1m": "1m-ratings", "ml-latest-small": "latest-small-ratings",
                  "ml-20m": "20m-ratings", "ml-25m": "25m-ratings"}
-DATASETS = (*_SYNTHETIC_SIZES, *_RELEASE_FORMAT, "auto")
 _RATINGS_HEADER = "userId,movieId,rating,timestamp"
 _MOVIES_HEADER = ["movieId", "title", "genres"]
 # Read as float64 so that a non-integer or out-of-range value is seen, not truncated or wrapped.

@@ -18,7 +18,8 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("one", "mirrored", "multi_worker", "parameter_server")
+from tf_freqsgd.choices import STRATEGIES
+
 # Smaller tables stay whole: sharding a few rows costs a remote call per shard for nothing.
 MIN_SHARD_BYTES = 64 << 10
 

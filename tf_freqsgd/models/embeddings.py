@@ -22,10 +22,9 @@ TFRA tables and puts MLET's and PEP's ``serving_layer()`` (collapsed, pruned) in
 import numpy as np
 import tensorflow as tf
 
+from tf_freqsgd.choices import EMBEDDING_KINDS
 from tf_freqsgd.optimizers.row_storage import dynamic_embedding, layer_table_exists
 from tf_freqsgd.layers import MLETEmbedding, PEPEmbedding
-
-EMBEDDING_KINDS = ("table", "dynamic", "mlet", "pep")
 
 DEFAULT_INIT_SCALE = 0.05
 

@@ -22,12 +22,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tf_freqsgd.choices import RANKING_TASKS
 from tf_freqsgd.data import ctr_view
 from tf_freqsgd.evaluation import auc, log_loss
 from tf_freqsgd.export import export_for_serving
 from tf_freqsgd.models.embeddings import make_embedding, seed_rows
 
-RANKING_TASKS = ("rating", "ctr")
 HIDDEN_UNITS = (256, 64)
 
 

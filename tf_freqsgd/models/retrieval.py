@@ -39,11 +39,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tf_freqsgd.choices import LOGQ_MODES
 from tf_freqsgd.export import export_for_serving
 from tf_freqsgd.models.embeddings import make_embedding, seed_rows
 from tf_freqsgd.models.row_state import batch_frequency, has_counters
 
-LOGQ_MODES = ("none", "counter", "counts")
 MOVIES_FILE = "movies.tsv"
 RECALL_KS = (10, 50, 100)
 
