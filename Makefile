@@ -28,7 +28,7 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py $(wildcard tf_freqsgd/c
 DEMO_DIR := build/demo
 demo: install
 	$(PY) examples/movielens_retrieval.py --export_dir=$(DEMO_DIR)/retrieval/1 --metrics_json=$(DEMO_DIR)/retrieval_metrics.json
-	env -u TF_USE_LEGACY_KERAS $(PY) examples/serve_demo.py --export_dir=$(DEMO_DIR)/retrieval/1 --users=0,1,2
+	env -u TF_USE_LEGACY_KERAS $(PY) examples/serve_demo.py --export_dir=$(DEMO_DIR)/retrieval/1 --users=1,2,3
 
 # Every tested stack (about 30 minutes on 2 cores with the installs). Horovod's test has its own
 # target, test-horovod: its venv and build take 11 more minutes, past CI's 40-minute budget.

@@ -6,10 +6,11 @@ AUC of the predicted rating on the CTR view (rating 3 dropped, liked above 3); -
 "liked" on the CTR view (sigmoid cross-entropy) and reports AUC and log-loss. Metrics are exact
 (NumPy) on a held-out 10% of the ratings, after validating on another 10% every epoch.
 
-With --export_dir, writes a SavedModel for TF Serving: ``serving_default`` maps ``user_id`` (the
-dataset's user index) and ``movie_id`` (raw MovieLens id, as the retrieval example serves; int64
-[batch] each) to ``score`` (float32 [batch]: the predicted rating, or the click probability);
-stock TensorFlow ops only.
+With --export_dir, writes a SavedModel for TF Serving: ``serving_default`` maps ``user_id`` and
+``movie_id`` (raw MovieLens ids, as the retrieval example serves; int64 [batch] each) to ``score``
+(float32 [batch]: the predicted rating, or the click probability), ``unknown_user`` and
+``unknown_movie``: a pair the model does not know scores the training split's mean rating (or
+share of likes); stock TensorFlow ops only.
 
   .venv/bin/python examples/movielens_ranking.py --dataset=ml-100k \
       --data_dir=../shared/data/ml-100k --optimizer=counter_sgd --task=rating \
@@ -58,7 +59,9 @@ def run(config):
                          validation=common.evaluation_data(config, training_view(validation, config.task), label))
     metrics = evaluate_ranking(model, test)
     if config.export_dir:
-        export_ranking(model, config.export_dir, data.items["movie_id"])
+        # An unknown user or movie scores the training split's mean label (rating, or share of likes).
+        export_ranking(model, config.export_dir, data.items["movie_id"], user_ids=data.users["user_id"],
+                       default_score=float(train_view[label].mean()))
     return common.report(config, data, metrics, trained), model
 
 

@@ -12,9 +12,11 @@ that every batch's summed gradient updates: with counter_sgd, 0.005 trains on ML
 default 0.02 diverges (the run stops, naming the rate).
 
 With --export_dir, writes a SavedModel for TF Serving: ``serving_default`` maps ``user_id``
-(int64 [batch], the dataset's user index) to ``movie_ids`` (int64 [batch, top_k], raw MovieLens
-ids, best first) and ``scores``; stock TensorFlow ops only (TFRA tables frozen, MLET collapsed,
-PEP pruned). ``assets.extra/movies.tsv`` in it lists each movie's title (see serve_demo.py).
+(int64 [batch], the raw MovieLens user id) to ``movie_ids`` (int64 [batch, top_k], raw MovieLens
+ids, best first), ``scores`` and ``cold_start``: a user unknown to the model gets the most-trained
+movies (by the optimizer's counters, or the training split's counts), flagged; stock TensorFlow ops
+only (TFRA tables frozen, MLET collapsed, PEP pruned). ``assets.extra/movies.tsv`` in it lists each
+movie's title (see serve_demo.py).
 
   .venv/bin/python examples/movielens_retrieval.py --dataset=ml-100k \
       --data_dir=../shared/data/ml-100k --optimizer=counter_sgd \
@@ -24,6 +26,7 @@ PEP pruned). ``assets.extra/movies.tsv`` in it lists each movie's title (see ser
 import dataclasses
 
 import common  # noqa: F401  (first: it selects tf_keras before TensorFlow is imported)
+import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
@@ -89,8 +92,11 @@ def run(config):
     trained = common.fit(model, config, train, validation=common.evaluation_data(config, validation))
     metrics = recall_at_k(model, *common.evaluation_data(config, test))
     if config.export_dir:
-        export_retrieval(model, config.export_dir, data.items["movie_id"], k=config.top_k,
-                         titles=data.items["title"])
+        # Optimizers without counters rank cold-start movies by the training split's counts.
+        item_counts = (None if config.optimizer in COUNTER_OPTIMIZERS
+                       else np.bincount(train["item_id"], minlength=data.num_items))
+        export_retrieval(model, config.export_dir, data.items["movie_id"], user_ids=data.users["user_id"],
+                         k=config.top_k, titles=data.items["title"], item_counts=item_counts)
     return common.report(config, data, metrics, trained), model
 
 

@@ -4,7 +4,7 @@ Imports TensorFlow and nothing of tf_freqsgd, TFRA or TFRS, as a TF Serving host
 ``serving_default`` signature and prints each user's recommendations with their titles (from
 ``assets.extra/movies.tsv``, which the retrieval example writes beside the model).
 
-  .venv/bin/python examples/serve_demo.py --export_dir=build/demo/retrieval/1 --users=0,1,2
+  .venv/bin/python examples/serve_demo.py --export_dir=build/demo/retrieval/1 --users=1,2,3
 """
 
 import csv
@@ -18,7 +18,7 @@ from absl import app, flags  # noqa: E402
 
 flags.DEFINE_string("export_dir", None, "The SavedModel written by movielens_retrieval.py --export_dir.",
                     required=True)
-flags.DEFINE_list("users", ["0", "1", "2"], "User ids (the dataset's user indices) to recommend for.")
+flags.DEFINE_list("users", ["1", "2", "3"], "Raw user ids of the dataset (MovieLens' own) to recommend for.")
 FLAGS = flags.FLAGS
 
 FOREIGN_MODULES = ("tf_freqsgd", "tensorflow_recommenders_addons", "tensorflow_recommenders", "tf_keras")
@@ -47,8 +47,10 @@ def main(argv):
     loaded = [name for name in FOREIGN_MODULES if name in sys.modules]
     print(f"Loaded {FLAGS.export_dir} with TensorFlow {tf.__version__} alone "
           f"(imported of {', '.join(FOREIGN_MODULES)}: {', '.join(loaded) or 'none'}).")
-    for user, movie_ids, scores in zip(users, answer["movie_ids"].numpy(), answer["scores"].numpy()):
-        print(f"\nUser {user}:")
+    for user, movie_ids, scores, cold_start in zip(users, answer["movie_ids"].numpy(), answer["scores"].numpy(),
+                                                   answer["cold_start"].numpy()):
+        # A user the model does not know gets the most-trained movies, scored by their counts.
+        print(f"\nUser {user}" + (" (unknown: cold start, the most-trained movies):" if cold_start else ":"))
         for rank, (movie_id, score) in enumerate(zip(movie_ids, scores), 1):
             title = titles.get(int(movie_id), f"movie {movie_id}")
             print(f"  {rank:2d}. {title}  (movie {movie_id}, score {score:.3f})")

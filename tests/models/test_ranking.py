@@ -1,11 +1,11 @@
-"""The ranking model's tasks, its exact evaluation, and the catalogue index of its export."""
+"""The ranking model's tasks, its exact evaluation, and its export's arguments."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tf_freqsgd.evaluation import auc, log_loss
-from tf_freqsgd.models.ranking import CatalogueIndex, RankingModel, evaluate_ranking, export_ranking
+from tf_freqsgd.models.ranking import RankingModel, evaluate_ranking, export_ranking
 
 RATINGS = {
     "user_id": np.array([0, 1, 2, 0, 1, 2, 0, 1], np.int64),
@@ -36,17 +36,14 @@ def test_unknown_task_is_refused():
         RankingModel(3, 5, task="clicks")
 
 
-def test_catalogue_index_maps_raw_ids_and_names_unknown_ones():
-    index = CatalogueIndex([50, 7, 1000, 3], name="movies")
-    np.testing.assert_array_equal(index(tf.constant([3, 50, 1000, 7, 50], tf.int64)), [3, 0, 2, 1, 0])
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"movies: ids not in the catalogue:.\n8, 2000"):
-        index(tf.constant([7, 8, 2000], tf.int64))
-    with pytest.raises(ValueError, match="the catalogue's ids must be distinct"):
-        CatalogueIndex([1, 2, 1])
-
-
-def test_export_needs_one_movie_id_per_item(tmp_path):
+def test_export_arguments_are_checked(tmp_path):
     model = RankingModel(3, 5, dim=4)
     model.build_tables()
     with pytest.raises(ValueError, match=r"movie_ids has shape \(4,\); expected \(5,\), one per item"):
-        export_ranking(model, str(tmp_path), np.arange(4))
+        export_ranking(model, str(tmp_path), np.arange(4), user_ids=np.arange(3), default_score=3.5)
+    with pytest.raises(ValueError, match=r"user_ids has shape \(2,\); expected \(3,\), one per user"):
+        export_ranking(model, str(tmp_path), np.arange(5), user_ids=np.arange(2), default_score=3.5)
+    with pytest.raises(ValueError, match=r"IdIndex 'user_index': the ids must be distinct"):
+        export_ranking(model, str(tmp_path), np.arange(5), user_ids=[1, 2, 1], default_score=3.5)
+    with pytest.raises(ValueError, match=r"default_score must be finite; got nan"):
+        export_ranking(model, str(tmp_path), np.arange(5), user_ids=np.arange(3), default_score=float("nan"))

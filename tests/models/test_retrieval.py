@@ -75,7 +75,38 @@ def test_recall_at_k_is_the_share_of_held_out_items_ranked_in_the_top_k():
 
 def test_export_arguments_are_checked(tmp_path):
     model, _, _ = model_with_known_vectors()
+    counts = np.ones(ITEMS)
     with pytest.raises(ValueError, match=r"movie_ids has shape \(5,\); expected \(6,\), one per item"):
-        export_retrieval(model, str(tmp_path), np.arange(5))
+        export_retrieval(model, str(tmp_path), np.arange(5), user_ids=np.arange(USERS), item_counts=counts)
+    with pytest.raises(ValueError, match=r"user_ids has shape \(5,\); expected \(4,\), one per user"):
+        export_retrieval(model, str(tmp_path), np.arange(6), user_ids=np.arange(5), item_counts=counts)
     with pytest.raises(ValueError, match=r"k must be in \[1, 6\] \(the catalogue size\); got 7"):
-        export_retrieval(model, str(tmp_path), np.arange(6), k=7)
+        export_retrieval(model, str(tmp_path), np.arange(6), user_ids=np.arange(USERS), k=7, item_counts=counts)
+    with pytest.raises(ValueError, match=r"item_counts has shape \(5,\); expected \(6,\), one per item"):
+        export_retrieval(model, str(tmp_path), np.arange(6), user_ids=np.arange(USERS), k=3,
+                         item_counts=np.ones(5))
+    model.compile(tf.keras.optimizers.legacy.Adagrad(0.1))
+    with pytest.raises(ValueError, match=r"by the optimizer's counters, and Adagrad keeps none: pass item_counts"):
+        export_retrieval(model, str(tmp_path), np.arange(6), user_ids=np.arange(USERS), k=3)
+
+
+def test_export_ranks_cold_start_items_by_the_counters_or_the_given_counts(tmp_path):
+    model, users, items = model_with_known_vectors()
+    model.compile(tf_freqsgd.CounterSGD(0.1))
+    pairs = {"user_id": np.array([0, 1, 2, 3, 1, 0]), "item_id": np.array([4, 2, 4, 0, 5, 4])}
+    model.fit(tf.data.Dataset.from_tensor_slices(pairs).batch(6), verbose=0)
+    raw_users, raw_items = np.array([943, 7, 12, 1]), np.arange(ITEMS) * 10 + 1
+    serve = lambda: tf.saved_model.load(str(tmp_path)).signatures["serving_default"]  # noqa: E731
+    export_retrieval(model, str(tmp_path), raw_items, user_ids=raw_users, k=3)
+    served = serve()(user_id=tf.constant([943, 5, 1], tf.int64))
+    np.testing.assert_array_equal(served["cold_start"], [False, True, False])
+    scores, top = model.recommend([0, 3], k=3)
+    np.testing.assert_array_equal(tf.gather(served["movie_ids"], [0, 2]), raw_items[top.numpy()])
+    np.testing.assert_allclose(tf.gather(served["scores"], [0, 2]), scores, rtol=1e-6)
+    # One step counted item 4 three times, items 0, 2, 5 once (ties in item order).
+    np.testing.assert_array_equal(served["movie_ids"][1], raw_items[[4, 0, 2]])
+    np.testing.assert_array_equal(served["scores"][1], [3, 1, 1])
+    export_retrieval(model, str(tmp_path), raw_items, user_ids=raw_users, k=2, item_counts=[0, 5, 0, 9, 1, 0])
+    served = serve()(user_id=tf.constant([2], tf.int64))
+    np.testing.assert_array_equal(served["movie_ids"], [raw_items[[3, 1]]])
+    np.testing.assert_array_equal(served["scores"], [[9, 5]])

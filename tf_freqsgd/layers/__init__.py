@@ -1,9 +1,12 @@
 """Embedding layers that shrink the served table: MLET (factorised training, collapsed inference)
 and PEP (learnable pruning, then a masked retrain); and, with Keras 3, ``RowEmbedding``, an
-``Embedding`` whose lookup reads the batch's rows only."""
+``Embedding`` whose lookup reads the batch's rows only. Served graphs' id lookups, stock ops only:
+``StaticEmbedding`` (a frozen id -> row table), ``IdIndex`` (raw ids -> row indices, unknown ones
+flagged) and ``FallbackForUnknown`` (a fixed answer for them)."""
 
 from tf_freqsgd._compat import KERAS3, active_keras
 
+from tf_freqsgd.layers.id_index import FallbackForUnknown, IdIndex
 from tf_freqsgd.layers.mlet import MLETEmbedding
 from tf_freqsgd.layers.pep import (
     GRANULARITIES,
@@ -20,7 +23,9 @@ if active_keras() == KERAS3:
     from tf_freqsgd.layers.row_embedding import RowEmbedding  # noqa: F401
 
 __all__ = [
+    "FallbackForUnknown",
     "GRANULARITIES",
+    "IdIndex",
     "MLETEmbedding",
     "MaskedEmbedding",
     "PEPEmbedding",

@@ -4,8 +4,7 @@ serving form of a TFRA dynamic table (``tf_freqsgd.export``) and of a collapsed 
 import numpy as np
 import tensorflow as tf
 
-# Larger than or equal to every int64 id, so it keeps the key array sorted.
-_SENTINEL_KEY = np.iinfo(np.int64).max
+from tf_freqsgd.layers.id_index import search_sorted, sorted_with_sentinel
 
 
 class StaticEmbedding(tf.keras.layers.Layer):
@@ -20,27 +19,17 @@ class StaticEmbedding(tf.keras.layers.Layer):
         """``keys``: distinct integer ids, any order; ``rows[i]``: the embedding of ``keys[i]``;
         ``default_row``: the embedding of every other id."""
         super().__init__(trainable=False, **kwargs)
-        keys = np.asarray(keys, dtype=np.int64)
-        rows = np.asarray(rows)
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        if np.any(sorted_keys[1:] == sorted_keys[:-1]):
-            raise ValueError(f"StaticEmbedding {self.name!r}: keys must be distinct.")
-        # The sentinel sits last, with the default row at the same position: searchsorted then
-        # never returns past the end, and a missed id has a row to point at even when the table
-        # is empty.
-        self.keys = self._frozen_weight("keys", np.append(sorted_keys, _SENTINEL_KEY), tf.int64)
-        self.rows = self._frozen_weight("rows", np.vstack([rows[order], default_row]), self.dtype)
-        self._default_position = len(keys)
+        order, sorted_keys = sorted_with_sentinel(keys, f"StaticEmbedding {self.name!r}")
+        # The default row sits at the sentinel's position: a missed id has a row to point at even
+        # when the table is empty.
+        self.keys = self._frozen_weight("keys", sorted_keys, tf.int64)
+        self.rows = self._frozen_weight("rows", np.vstack([np.asarray(rows)[order], default_row]), self.dtype)
+        self._default_position = len(order)
 
     def _frozen_weight(self, name, value, dtype):
         return self.add_weight(name=name, shape=value.shape, dtype=dtype, trainable=False,
                                initializer=tf.keras.initializers.Constant(value))
 
     def call(self, ids):
-        ids = tf.cast(ids, tf.int64)
-        flat_ids = tf.reshape(ids, [-1])
-        positions = tf.searchsorted(self.keys, flat_ids, side="left", out_type=tf.int64)
-        found = tf.equal(tf.gather(self.keys, positions), flat_ids)
-        positions = tf.where(found, positions, tf.constant(self._default_position, tf.int64))
-        return tf.gather(self.rows, tf.reshape(positions, tf.shape(ids)))
+        positions, found = search_sorted(self.keys, ids)
+        return tf.gather(self.rows, tf.where(found, positions, tf.constant(self._default_position, tf.int64)))

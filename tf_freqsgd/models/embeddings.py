@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tf_freqsgd.choices import EMBEDDING_KINDS
 from tf_freqsgd.optimizers.row_storage import dynamic_embedding, layer_table_exists
-from tf_freqsgd.layers import MLETEmbedding, PEPEmbedding
+from tf_freqsgd.layers import IdIndex, MLETEmbedding, PEPEmbedding
 
 DEFAULT_INIT_SCALE = 0.05
 
@@ -136,3 +136,30 @@ def seed_rows(layer, ids):
     missing = tf.boolean_mask(ids, tf.logical_not(found))
     rows = table.initializer([tf.size(missing), layer.embedding_size])
     table.upsert(missing, tf.cast(rows, table.value_dtype))
+
+
+def per_row(argument, values, num_rows, what, dtype=np.int64):
+    """``values`` as a NumPy array of ``dtype``, one entry per row of a table of ``num_rows``
+    ``what``s; a ``ValueError`` naming ``argument`` otherwise."""
+    values = np.asarray(values, dtype)
+    if values.shape != (num_rows,):
+        raise ValueError(f"{argument} has shape {values.shape}; expected ({num_rows},), one per {what}.")
+    return values
+
+
+def rows_with_vectors(layer, num_rows):
+    """The ids in ``[0, num_rows)`` that ``layer`` holds a learnt (or seeded) row for: all of them,
+    but in a TFRA table only those trained or seeded: any other id's lookup draws a new random row
+    (its serving export, a constant one), no vector of its own."""
+    if not is_dynamic_layer(layer):
+        return np.arange(num_rows)
+    keys = layer.params.export()[0].numpy()
+    return np.sort(keys[(keys >= 0) & (keys < num_rows)])
+
+
+def raw_id_index(layer, raw_ids, *, name):
+    """An ``IdIndex`` from ``raw_ids[k]`` (the data set's id of row ``k``) to ``k`` for each row of
+    ``layer`` that holds a vector (``rows_with_vectors``): a served model's in-graph translation of
+    the ids its clients send. Any other id comes out flagged unknown."""
+    rows = rows_with_vectors(layer, len(raw_ids))
+    return IdIndex(np.asarray(raw_ids, np.int64)[rows], rows, name=name)

@@ -12,10 +12,13 @@ Tasks (``RANKING_TASKS``):
 * ``"ctr"``: ``y`` is the logit of "liked" (rating > 3) on the CTR view; loss: mean sigmoid
   cross-entropy. Evaluation: AUC and log-loss. Exact metrics, from ``tf_freqsgd.evaluation``.
 
-``export_ranking`` writes a SavedModel whose ``serving_default`` maps ``user_id`` and
-``movie_id`` (int64 ``[batch]``, the raw MovieLens id, as retrieval serves) to ``score``
-(float32 ``[batch]``): the predicted rating, or the click probability ``sigmoid(y)``. A
-``movie_id`` outside the catalogue is an ``InvalidArgument`` error naming it.
+``export_ranking`` writes a SavedModel of stock TensorFlow ops whose ``serving_default`` maps
+``user_id`` and ``movie_id`` (int64 ``[batch]``, the data set's raw ids, as retrieval serves) to
+``score`` (float32 ``[batch]``), ``unknown_user`` and ``unknown_movie`` (bool ``[batch]``); the
+raw-id-to-row mappings are in the graph. A known pair's ``score`` is the Keras model's: the
+predicted rating, or the click probability ``sigmoid(y)``. A pair whose user or movie is unknown
+(an id the data set does not have, or, with a TFRA table, one it holds no trained row for) gets
+the ``default_score`` given at export (the training split's mean rating, or its share of likes).
 """
 
 import numpy as np
@@ -26,7 +29,8 @@ from tf_freqsgd.choices import RANKING_TASKS
 from tf_freqsgd.data import ctr_view
 from tf_freqsgd.evaluation import auc, log_loss
 from tf_freqsgd.export import export_for_serving
-from tf_freqsgd.models.embeddings import make_embedding, seed_rows
+from tf_freqsgd.layers import FallbackForUnknown
+from tf_freqsgd.models.embeddings import make_embedding, per_row, raw_id_index, seed_rows
 
 HIDDEN_UNITS = (256, 64)
 
@@ -131,44 +135,31 @@ def evaluate_ranking(model, ratings, batch_size=8192):
     return {"rmse": rmse, "auc": auc(clicks["label"], predict(clicks))}
 
 
-class CatalogueIndex(tf.keras.layers.Layer):
-    """Maps raw ids to their position in ``catalogue`` (``catalogue[position] == id``) with stock
-    ops (a sorted search); an id not in it raises ``InvalidArgument`` naming it."""
+def export_ranking(model, export_dir, movie_ids, *, user_ids, default_score):
+    """Writes the scorer of the module docstring to ``export_dir`` (replaced).
 
-    def __init__(self, catalogue, **kwargs):
-        super().__init__(trainable=False, **kwargs)
-        catalogue = np.asarray(catalogue, np.int64)
-        order = np.argsort(catalogue, kind="stable")
-        if np.any(np.diff(catalogue[order]) == 0):
-            raise ValueError(f"CatalogueIndex {self.name!r}: the catalogue's ids must be distinct.")
-        self.sorted_ids = self._constant("sorted_ids", catalogue[order])
-        self.positions = self._constant("positions", order.astype(np.int64))
+    Args:
+      model: a trained `RankingModel`.
+      export_dir: the SavedModel's directory.
+      movie_ids: the raw id of each item (``MovieLens.items["movie_id"]``), ``[num_items]``, distinct.
+      user_ids: the raw id of each user (``MovieLens.users["user_id"]``), ``[num_users]``, distinct.
+      default_score: the finite ``score`` of pairs with an unknown user or movie, on the task's
+        scale: the training split's mean rating (``"rating"``), its share of likes (``"ctr"``).
 
-    def _constant(self, name, value):
-        return self.add_weight(name=name, shape=value.shape, dtype=tf.int64, trainable=False,
-                               initializer=tf.keras.initializers.Constant(value))
-
-    def call(self, ids):
-        ids = tf.cast(ids, tf.int64)
-        found_at = tf.minimum(tf.searchsorted(self.sorted_ids, ids, out_type=tf.int64),
-                              tf.size(self.sorted_ids, out_type=tf.int64) - 1)
-        known = tf.equal(tf.gather(self.sorted_ids, found_at), ids)
-        check = tf.debugging.Assert(tf.reduce_all(known), [f"{self.name}: ids not in the catalogue:",
-                                                           tf.boolean_mask(ids, tf.logical_not(known))])
-        with tf.control_dependencies([check]):
-            return tf.gather(self.positions, found_at)
-
-
-def export_ranking(model, export_dir, movie_ids):
-    """Writes the scorer of the module docstring to ``export_dir`` (replaced); ``movie_ids[i]``
-    is item ``i``'s raw id. Returns the Keras model saved."""
-    movie_ids = np.asarray(movie_ids, np.int64)
-    if movie_ids.shape != (model.num_items,):
-        raise ValueError(f"movie_ids has shape {movie_ids.shape}; expected ({model.num_items},), one per item.")
+    Returns the Keras model saved.
+    """
+    movie_ids = per_row("movie_ids", movie_ids, model.num_items, "item")
+    user_ids = per_row("user_ids", user_ids, model.num_users, "user")
+    if not np.isfinite(default_score):
+        raise ValueError(f"default_score must be finite; got {default_score}.")
     user_id = tf.keras.Input(shape=(), dtype=tf.int64, name="user_id")
     movie_id = tf.keras.Input(shape=(), dtype=tf.int64, name="movie_id")
-    item_id = CatalogueIndex(movie_ids, name="movie_index")(movie_id)
-    output = model.head([model.user_embedding(user_id), model.item_embedding(item_id)])
+    user_index, unknown_user = raw_id_index(model.user_embedding, user_ids, name="user_index")(user_id)
+    item_index, unknown_movie = raw_id_index(model.item_embedding, movie_ids, name="movie_index")(movie_id)
+    output = model.head([model.user_embedding(user_index), model.item_embedding(item_index)])
     activation = "sigmoid" if model.ranking_task == "ctr" else "linear"
-    score = tf.keras.layers.Activation(activation, name="score")(output)
-    return export_for_serving(tf.keras.Model([user_id, movie_id], score), export_dir, overwrite=True)
+    score = FallbackForUnknown(np.float32(default_score), name="score")(
+        [tf.keras.layers.Activation(activation)(output), unknown_user, unknown_movie])
+    outputs = [score, tf.keras.layers.Identity(name="unknown_user")(unknown_user),
+               tf.keras.layers.Identity(name="unknown_movie")(unknown_movie)]
+    return export_for_serving(tf.keras.Model([user_id, movie_id], outputs), export_dir, overwrite=True)

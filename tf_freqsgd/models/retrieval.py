@@ -26,9 +26,20 @@ Recall@k (``recall_at_k``) is TFRS's ``FactorizedTopK`` top-k categorical accura
 whole catalogue: the share of held-out (user, item) pairs whose item is among the user's ``k``
 highest-scoring items (items the user rated in training are not excluded, as in TFRS' tutorial).
 
-``export_retrieval`` writes a SavedModel whose ``serving_default`` maps ``user_id`` (int64
-``[batch]``) to ``movie_ids`` (int64 ``[batch, k]``) and ``scores`` (float32 ``[batch, k]``),
-best first, by a brute-force top-k over the catalogue's embeddings, with stock TensorFlow ops;
+``export_retrieval`` writes a SavedModel of stock TensorFlow ops whose ``serving_default`` maps
+``user_id`` (int64 ``[batch]``, the data set's raw user id, ``MovieLens.users["user_id"]``) to
+``movie_ids`` (int64 ``[batch, k]``, raw movie ids, best first), ``scores`` (float32
+``[batch, k]``) and ``cold_start`` (bool ``[batch]``); the raw-id-to-row mapping is in the graph.
+
+* A known user (``cold_start`` False) gets the brute-force top-k over the catalogue's embeddings;
+  ``scores`` are the dot products ``<u, v>``, exactly the Keras model's (``recommend``).
+* A cold-start user (``cold_start`` True): an id the data set does not have, or, with a TFRA user
+  table, a user it holds no trained row for (their lookup has no vector of their own). They all
+  get the ``k`` most-trained items, most first: by the optimizer's counters (CounterSGD,
+  RowwiseAdagradCounter: ``c_k`` decayed to the export's step) or by given per-item counts (the
+  training split's, for optimizers without counters); ``scores`` are those counts (float32, not
+  dot products), ties broken by item order.
+
 ``assets.extra/movies.tsv`` beside it lists the titles.
 """
 
@@ -41,8 +52,9 @@ import tensorflow_recommenders as tfrs
 
 from tf_freqsgd.choices import LOGQ_MODES
 from tf_freqsgd.export import export_for_serving
-from tf_freqsgd.models.embeddings import make_embedding, seed_rows
-from tf_freqsgd.models.row_state import batch_frequency, has_counters
+from tf_freqsgd.layers import FallbackForUnknown
+from tf_freqsgd.models.embeddings import make_embedding, per_row, raw_id_index, seed_rows
+from tf_freqsgd.models.row_state import batch_frequency, counter_values, has_counters
 
 MOVIES_FILE = "movies.tsv"
 RECALL_KS = (10, 50, 100)
@@ -149,27 +161,47 @@ def recall_at_k(model, dataset, steps=None):
             for name, value in results.items() if name.startswith(prefix)}
 
 
-def export_retrieval(model, export_dir, movie_ids, k=10, titles=None):
+def export_retrieval(model, export_dir, movie_ids, *, user_ids, k=10, titles=None, item_counts=None):
     """Writes the SavedModel described in the module docstring to ``export_dir`` (replaced).
 
-    ``movie_ids[i]`` is the identifier served for item ``i``. The catalogue's vectors are
-    computed now and stored; the user tower is the trained one, which ``export_for_serving``
-    turns into stock ops (a TFRA table frozen, MLET collapsed, PEP pruned). With ``titles``
-    (one per item), ``assets.extra/movies.tsv`` lists ``movie_id``, ``title`` for clients (TF
-    Serving ignores ``assets.extra``). Returns the Keras model saved.
+    The catalogue's vectors are computed now and stored; the user tower is the trained one, which
+    ``export_for_serving`` turns into stock ops (a TFRA table frozen, MLET collapsed, PEP pruned).
+
+    Args:
+      model: a trained `RetrievalModel`.
+      export_dir: the SavedModel's directory.
+      movie_ids: the raw id served for each item (``MovieLens.items["movie_id"]``), ``[num_items]``.
+      user_ids: the raw id clients send for each user (``MovieLens.users["user_id"]``),
+        ``[num_users]``, distinct.
+      k: movies per user, in ``[1, num_items]``.
+      titles: optional, one per item: ``assets.extra/movies.tsv`` then lists ``movie_id``,
+        ``title`` for clients (TF Serving ignores ``assets.extra``).
+      item_counts: how much each item was trained, ``[num_items]`` (the training split's ratings
+        per item, say), ranking the cold-start items. None: the counters of ``model.optimizer``,
+        which must keep them (CounterSGD, RowwiseAdagradCounter); SGD, Adagrad, Adam need it.
+
+    Returns the Keras model saved.
+
+    Raises:
+      ValueError: an argument's shape, ``k``, repeated ``user_ids``, or no ``item_counts`` for an
+        optimizer without counters.
     """
-    movie_ids = np.asarray(movie_ids, np.int64)
-    if movie_ids.shape != (model.num_items,):
-        raise ValueError(f"movie_ids has shape {movie_ids.shape}; expected ({model.num_items},), one per item.")
+    movie_ids = per_row("movie_ids", movie_ids, model.num_items, "item")
+    user_ids = per_row("user_ids", user_ids, model.num_users, "user")
     if titles is not None and len(titles) != model.num_items:
         raise ValueError(f"titles has {len(titles)} entries; expected {model.num_items}, one per item.")
     if not 1 <= k <= model.num_items:
         raise ValueError(f"k must be in [1, {model.num_items}] (the catalogue size); got {k}.")
+    counts = _training_counts(model, item_counts)
+    most_trained = np.argsort(-counts, kind="stable")[:k]
     top_k = tfrs.layers.factorized_top_k.BruteForce(k=k, name="top_k")
     top_k.index(model.catalogue.catalogue_vectors(), identifiers=tf.constant(movie_ids))
     user_id = tf.keras.Input(shape=(), dtype=tf.int64, name="user_id")
-    scores, ids = top_k(model.user_embedding(user_id))
-    outputs = [tf.keras.layers.Identity(name="movie_ids")(ids), tf.keras.layers.Identity(name="scores")(scores)]
+    user_index, cold_start = raw_id_index(model.user_embedding, user_ids, name="user_index")(user_id)
+    scores, ids = top_k(model.user_embedding(user_index))
+    outputs = [FallbackForUnknown(movie_ids[most_trained], name="movie_ids")([ids, cold_start]),
+               FallbackForUnknown(counts[most_trained], name="scores")([scores, cold_start]),
+               tf.keras.layers.Identity(name="cold_start")(cold_start)]
     saved = export_for_serving(tf.keras.Model(user_id, outputs), export_dir, overwrite=True)
     if titles is not None:
         os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
@@ -178,3 +210,18 @@ def export_retrieval(model, export_dir, movie_ids, k=10, titles=None):
             writer.writerow(["movie_id", "title"])
             writer.writerows(zip(movie_ids.tolist(), titles))
     return saved
+
+
+def _training_counts(model, item_counts):
+    """Per-item float32 counts: ``item_counts``, else the optimizer's counters (0 for rows never counted)."""
+    if item_counts is not None:
+        return per_row("item_counts", item_counts, model.num_items, "item", np.float32)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not has_counters(optimizer):
+        raise ValueError(f"export_retrieval ranks cold-start items by the optimizer's counters, and "
+                         f"{type(optimizer).__name__} keeps none: pass item_counts (the training split's "
+                         "ratings per item, say).")
+    ids, values = counter_values(optimizer, model.item_embedding)
+    counts = np.zeros(model.num_items, np.float32)
+    counts[ids] = values
+    return counts
