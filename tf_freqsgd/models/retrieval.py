@@ -216,12 +216,11 @@ def _training_counts(model, item_counts):
     """Per-item float32 counts: ``item_counts``, else the optimizer's counters (0 for rows never counted)."""
     if item_counts is not None:
         return per_row("item_counts", item_counts, model.num_items, "item", np.float32)
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None or not has_counters(optimizer):
+    if not has_counters(model.optimizer):
         raise ValueError(f"export_retrieval ranks cold-start items by the optimizer's counters, and "
-                         f"{type(optimizer).__name__} keeps none: pass item_counts (the training split's "
+                         f"{type(model.optimizer).__name__} keeps none: pass item_counts (the training split's "
                          "ratings per item, say).")
-    ids, values = counter_values(optimizer, model.item_embedding)
+    ids, values = counter_values(model.optimizer, model.item_embedding)
     counts = np.zeros(model.num_items, np.float32)
     counts[ids] = values
     return counts
