@@ -17,13 +17,8 @@ share of likes); stock TensorFlow ops only.
       --export_dir=/tmp/movielens_ranking/1
 """
 
-import common  # noqa: F401  (first: it selects tf_keras before TensorFlow is imported)
-import tensorflow as tf
+import common
 from absl import app, flags
-
-from tf_freqsgd.models.distribute import make_strategy
-from tf_freqsgd.models.ranking import (RANKING_TASKS, RankingModel, evaluate_ranking, export_ranking, label_key,
-                                      training_view)
 
 EXAMPLE = "movielens_ranking"
 # Each optimizer's best final validation RMSE on ML-100K (--task=rating, 5 epochs, batch 256,
@@ -33,10 +28,9 @@ LEARNING_RATES = {"sgd": 0.3, "adagrad": 0.3, "adam": 0.001, "counter_sgd": 0.3,
                   "frequency_sgd": 0.3, "rowwise_adagrad_counter": 0.1}
 
 
-
 def define_flags(flag_values=flags.FLAGS):
     common.define_flags(EXAMPLE, epochs=5, batch_size=256, learning_rates=LEARNING_RATES, flag_values=flag_values)
-    flags.DEFINE_enum("task", "rating", RANKING_TASKS,
+    flags.DEFINE_enum("task", "rating", common.choices.RANKING_TASKS,
                       "rating: predict the rating (mean squared error; RMSE, and AUC of the prediction on the CTR "
                       "view); ctr: predict rating > 3 on the CTR view (sigmoid cross-entropy; AUC and log-loss).",
                       flag_values=flag_values)
@@ -44,28 +38,34 @@ def define_flags(flag_values=flags.FLAGS):
 
 def run(config):
     """Trains, evaluates, exports and reports one configuration; returns (the record, the model)."""
+    # TensorFlow, TFRS and the models load here, not at import: the flags and --help need none.
+    import steps
+    import tensorflow as tf
+    from tf_freqsgd.models.distribute import make_strategy
+    from tf_freqsgd.models.ranking import RankingModel, evaluate_ranking, export_ranking, label_key, training_view
+
     strategy = make_strategy(config.strategy)
-    config = common.for_this_task(config, strategy)
-    data, (train, validation, test) = common.load_splits(config)
+    config = steps.for_this_task(config, strategy)
+    data, (train, validation, test) = steps.load_splits(config)
     tf.keras.utils.set_random_seed(config.seed)
     train_view = training_view(train, config.task)
     with strategy.scope():
         model = RankingModel(data.num_users, data.num_items, task=config.task, embedding=config.embedding,
-                             dim=config.embedding_dim, seed=config.seed, **common.embedding_options(config, strategy))
+                             dim=config.embedding_dim, seed=config.seed, **steps.embedding_options(config, strategy))
         model.build_tables()
-        common.compile_model(model, config, train_view, data.num_users, data.num_items)
+        steps.compile_model(model, config, train_view, data.num_users, data.num_items)
     label = label_key(config.task)
-    trained = common.fit(model, config, train_view, label=label,
-                         validation=common.evaluation_data(config, training_view(validation, config.task), label))
+    trained = steps.fit(model, config, train_view, label=label,
+                         validation=steps.evaluation_data(config, training_view(validation, config.task), label))
     metrics = evaluate_ranking(model, test)
     if config.export_dir:
         # An unknown user or movie scores the training split's mean label (rating, or share of likes).
         export_ranking(model, config.export_dir, data.items["movie_id"], user_ids=data.users["user_id"],
                        default_score=float(train_view[label].mean()))
-    return common.report(config, data, metrics, trained), model
+    return steps.report(config, data, metrics, trained), model
 
 
 if __name__ == "__main__":
     define_flags()
     flags.adopt_module_key_flags(common)
-    app.run(common.main_of(EXAMPLE, LEARNING_RATES, run))
+    app.run(common.main_of(EXAMPLE, LEARNING_RATES, run), flags_parser=common.parse_flags)

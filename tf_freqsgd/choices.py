@@ -34,7 +34,7 @@ STRATEGIES = ("one", "mirrored", "multi_worker", "parameter_server")
 DATASETS = ("synthetic", "synthetic-1m", "ml-100k", "ml-1m", "ml-latest-small", "ml-latest", "ml-20m", "ml-25m",
             "auto")
 
-# tf_freqsgd.models.retrieval's log-Q corrections.
+# The log-Q corrections of tf_freqsgd.models.retrieval (counter_logq, counts_logq, or none).
 LOGQ_MODES = ("none", "counter", "counts")
 
 # tf_freqsgd.models.ranking.RankingModel's tasks.

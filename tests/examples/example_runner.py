@@ -1,6 +1,7 @@
 """The examples as importable modules, their flags and tiny runs, shared by tests/examples."""
 
 import os
+import subprocess
 import sys
 
 from absl import flags
@@ -30,3 +31,11 @@ def parse(example, *args):
     values([example, *args])
     module = EXAMPLES[example]
     return common.config_from_flags(module.EXAMPLE, module.LEARNING_RATES, values)
+
+
+def run_example(example, *args, python_options=(), timeout=300):
+    """Runs ``example`` as a user does, ``python examples/movielens_<example>.py args``, in a fresh
+    Python whose environment leaves TensorFlow's log level unset; returns the CompletedProcess."""
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, *python_options, os.path.join(EXAMPLES_DIR, f"movielens_{example}.py"), *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)

@@ -1,13 +1,10 @@
 """The examples' flags: defaults, clear errors for bad values, and the help text."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 from absl import app, flags
 
-from example_runner import EXAMPLES, EXAMPLES_DIR, flag_values, parse
+from common import UserError
+from example_runner import EXAMPLES, flag_values, parse, run_example
 from tf_freqsgd.models.training import OPTIMIZER_DESCRIPTIONS, OPTIMIZERS
 
 
@@ -55,7 +52,7 @@ def test_flags_of_another_embedding_kind_are_refused(args, message):
 
 def test_missing_data_dir_is_named(tmp_path):
     config = parse("retrieval", "--dataset=ml-100k", f"--data_dir={tmp_path / 'absent'}")
-    with pytest.raises(FileNotFoundError, match="absent' is not a directory"):
+    with pytest.raises(UserError, match="absent' is not a directory"):
         EXAMPLES["retrieval"].run(config)
 
 
@@ -70,16 +67,11 @@ def test_help_describes_every_choice(example):
     assert ("--logq" in text) == (example == "retrieval") and ("--task" in text) == (example == "ranking")
 
 
-def run_script(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, os.path.join(EXAMPLES_DIR, "movielens_retrieval.py"), *args],
-                          env=env, capture_output=True, text=True, timeout=120)
-
-
 def test_command_line_errors_and_helpfull():
-    completed = run_script("--optimizer=rmsprop")
-    assert completed.returncode == 1
-    assert "flag --optimizer=rmsprop: value should be one of" in completed.stderr
-    completed = run_script("--helpfull")  # absl exits with status 1 after the help
+    completed = run_example("retrieval", "--optimizer=rmsprop")
+    assert completed.returncode == 2
+    assert completed.stderr.startswith("movielens_retrieval.py: error: flag --optimizer=rmsprop: value should be one "
+                                       "of") and completed.stderr.count("\n") == 1
+    completed = run_example("retrieval", "--helpfull")  # absl exits with status 1 after the help
     assert "Try --helpfull" not in completed.stdout
     assert "--logq" in completed.stdout and "--optimizer" in completed.stdout

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common import UserError
 from example_runner import parse
 from tf_freqsgd.data import load_movielens, train_val_test_split
 from tf_freqsgd.layers import initial_embeddings_path
 from tf_freqsgd.models.training import COUNTER_OPTIMIZERS, OPTIMIZERS
 
 EXPECTED_METRICS = {
-    "retrieval": {"recall@10", "recall@50", "recall@100", "embedding parameters served"},
+    "retrieval": {"recall@10", "recall@50", "recall@100", "ndcg@10", "mrr@100", "embedding parameters served"},
     "ranking": {"rmse", "auc", "embedding parameters served"},
 }
 
@@ -24,7 +25,7 @@ def check_record(record, config, example):
     pep = {"pep_sparsity"} if config.embedding == "pep" else set()
     assert set(record["metrics"]) == EXPECTED_METRICS[example] | pep
     for name, value in record["metrics"].items():
-        if name.startswith(("recall", "auc")):
+        if name.startswith(("recall", "ndcg", "mrr", "auc")):
             assert 0.0 <= value <= 1.0, (name, value)
     if example == "ranking":
         assert 0.0 < record["metrics"]["rmse"] < 5.0
@@ -115,7 +116,7 @@ def test_resumed_training_matches_uninterrupted(run_tiny, tmp_path, optimizer):
 
 def test_resuming_another_configuration_is_refused(run_tiny, tmp_path):
     run_tiny("retrieval", "--optimizer=sgd", "--learning_rate=0.1", f"--checkpoint_dir={tmp_path}")
-    with pytest.raises(ValueError, match=r"another configuration \(--optimizer: 'sgd' -> 'adam'\)"):
+    with pytest.raises(UserError, match=r"another configuration \(--optimizer: 'sgd' -> 'adam'\)"):
         run_tiny("retrieval", "--optimizer=adam", "--learning_rate=0.1", "--epochs=2", f"--checkpoint_dir={tmp_path}")
 
 
@@ -149,7 +150,10 @@ def test_tensorboard_histograms_of_counters_and_rates(run_tiny, tmp_path, optimi
 
 @pytest.mark.parametrize("optimizer", ["sgd", "counter_sgd"])
 def test_divergence_is_reported_with_the_rate(run_tiny, optimizer):
-    """Legacy SGD's loss turns NaN; tf_freqsgd's optimizers refuse the non-finite gradient."""
-    with pytest.raises(RuntimeError, match=rf"Training diverged: {optimizer} at --learning_rate=1e\+06 met a "
-                                           "non-finite loss or gradient. Lower --learning_rate"):
+    """Legacy SGD's loss turns NaN; tf_freqsgd's optimizers refuse the non-finite gradient, naming
+    the variable."""
+    what = (r"the loss of batch \d+ is nan" if optimizer == "sgd"
+            else "CounterSGD: gradient for variable '.*' has a non-finite value")
+    with pytest.raises(UserError, match=rf"Training diverged: {optimizer} at --learning_rate=1e\+06 met a "
+                                        rf"non-finite loss or gradient \({what}.*\)\. Lower --learning_rate"):
         run_tiny("retrieval", f"--optimizer={optimizer}", "--learning_rate=1e6")

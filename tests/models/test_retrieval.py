@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tf_freqsgd
-from tf_freqsgd.models.retrieval import RetrievalModel, counter_logq, counts_logq, export_retrieval, recall_at_k
+from tf_freqsgd.models.retrieval import RetrievalModel, counter_logq, counts_logq, export_retrieval, ranked_items
 
 USERS, ITEMS, DIM = 4, 6, 3
 
@@ -58,15 +58,34 @@ def test_counter_log_q_reads_the_optimizers_counters():
         counter_logq(model)
 
 
-def test_recall_at_k_is_the_share_of_held_out_items_ranked_in_the_top_k():
+def test_evaluation_reports_recall_at_k_the_share_of_held_out_items_ranked_in_the_top_k():
     model, users, items = model_with_known_vectors(seed=3, ks=(1, 3))
     pairs = {"user_id": np.array([0, 1, 2, 3, 0, 2]), "item_id": np.array([1, 5, 0, 3, 4, 2])}
     scores = users[pairs["user_id"]] @ items.T
     rank = (scores > scores[np.arange(6), pairs["item_id"]][:, None]).sum(axis=1)
     model.compile(tf.keras.optimizers.legacy.SGD(0.1))
-    recall = recall_at_k(model, tf.data.Dataset.from_tensor_slices(pairs).batch(4))
-    assert recall == pytest.approx({"recall@1": np.mean(rank < 1), "recall@3": np.mean(rank < 3)})
-    assert 0 < recall["recall@1"] < recall["recall@3"] < 1
+    results = model.evaluate(tf.data.Dataset.from_tensor_slices(pairs).batch(4), return_dict=True, verbose=0)
+    assert {name: value for name, value in results.items() if name != "loss"} == pytest.approx(
+        {"recall@1": np.mean(rank < 1), "recall@3": np.mean(rank < 3)})
+    assert 0 < results["recall@1"] < results["recall@3"] < 1
+    ranked = ranked_items(model, pairs["user_id"], k=3, batch_size=4)
+    np.testing.assert_array_equal(ranked, np.argsort(-scores, axis=1, kind="stable")[:, :3])
+    assert np.mean((ranked == pairs["item_id"][:, None]).any(axis=1)) == pytest.approx(results["recall@3"])
+
+
+def test_ranked_items_leave_out_the_pairs_excluded():
+    model, users, items = model_with_known_vectors(seed=3)
+    exclude = (np.array([2, 0, 2]), np.array([1, 4, 5]))  # user 2: items 1 and 5; user 0: item 4
+    ranked = ranked_items(model, [0, 1, 2], k=ITEMS, exclude=exclude, batch_size=2)
+    for row, user in zip(ranked, [0, 1, 2]):
+        scores = users[user] @ items.T
+        scores[exclude[1][exclude[0] == user]] = -np.inf
+        np.testing.assert_array_equal(row, np.argsort(-scores, kind="stable"))
+    # A pair held out and also in training (a data set may repeat pairs) keeps its item ranked.
+    kept = ranked_items(model, [2, 2], k=ITEMS, exclude=exclude, keep=[5, 0])
+    scores = users[2] @ items.T
+    assert list(kept[0]).index(5) == (scores[[0, 2, 3, 4]] > scores[5]).sum()
+    np.testing.assert_array_equal(kept[1], ranked[2])
     top_scores, top_items = model.recommend([2], k=3)
     user_scores = users[2] @ items.T
     np.testing.assert_array_equal(top_items[0], np.argsort(-user_scores)[:3])

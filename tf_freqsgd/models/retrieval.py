@@ -22,9 +22,12 @@ factor (it cancels in the softmax), so appearances per step serve as well as per
   (``tf_freqsgd.models.row_state.batch_frequency``): free, online, and it follows drift.
 * ``logq="counts"``: ``q_j = count_j / steps_per_epoch`` from the training split, for any optimizer.
 
-Recall@k (``recall_at_k``) is TFRS's ``FactorizedTopK`` top-k categorical accuracy over the
-whole catalogue: the share of held-out (user, item) pairs whose item is among the user's ``k``
-highest-scoring items (items the user rated in training are not excluded, as in TFRS' tutorial).
+Evaluation ranks the whole catalogue for each held-out (user, item) pair. During training,
+``model.evaluate`` reports ``recall@k``, TFRS's ``FactorizedTopK`` top-k categorical accuracy: the
+share of pairs whose item is among the user's ``k`` highest-scoring items (items the user rated in
+training included, as in TFRS' tutorial). ``ranked_items`` gives each user's top items, leaving
+out given (user, item) pairs where asked (those of the training split, say), for
+``tf_freqsgd.evaluation.top_k_metrics`` (recall@k, NDCG@k, MRR).
 
 ``export_retrieval`` writes a SavedModel of stock TensorFlow ops whose ``serving_default`` maps
 ``user_id`` (int64 ``[batch]``, the data set's raw user id, ``MovieLens.users["user_id"]``) to
@@ -50,7 +53,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tf_freqsgd.choices import LOGQ_MODES
 from tf_freqsgd.export import export_for_serving
 from tf_freqsgd.layers import FallbackForUnknown
 from tf_freqsgd.models.embeddings import make_embedding, per_row, raw_id_index, seed_rows
@@ -88,8 +90,8 @@ class RetrievalModel(tfrs.Model):
     """Two towers of one embedding each over ``num_users`` users and ``num_items`` items.
 
     Inputs: dicts of int64 ``user_id`` and ``item_id`` (``[batch]``). Training reports the mean
-    batch loss; evaluation also ``recall/top_<k>_categorical_accuracy`` for each ``k`` of
-    ``ks``. Set ``sampling_probability`` (a function of the batch's item ids, see
+    batch loss; evaluation also ``recall@<k>`` (TFRS' top-k categorical accuracy) for each ``k``
+    of ``ks``. Set ``sampling_probability`` (a function of the batch's item ids, see
     ``counter_logq`` and ``counts_logq``) for log-Q correction.
     """
 
@@ -129,9 +131,11 @@ class RetrievalModel(tfrs.Model):
         return {"loss": self.epoch_loss.result()}
 
     def test_step(self, inputs):
+        # Shown as val_recall@10... during fit: TFRS names them recall/top_10_categorical_accuracy.
         logs = super().test_step(inputs)
-        return {"loss": self.epoch_loss.result(), **{name: value for name, value in logs.items()
-                                                      if name.startswith("recall/")}}
+        prefix, suffix = "recall/top_", "_categorical_accuracy"
+        return {"loss": self.epoch_loss.result(), **{f"recall@{name[len(prefix):-len(suffix)]}": value
+                                                      for name, value in logs.items() if name.startswith(prefix)}}
 
     def recommend(self, user_ids, k):
         """``(scores, item ids)`` of the ``k`` best items of each user, best first."""
@@ -152,13 +156,44 @@ def counts_logq(item_frequencies):
     return lambda item_ids: tf.gather(table, item_ids)
 
 
-def recall_at_k(model, dataset, steps=None):
-    """``{"recall@k": ...}`` of ``model`` on a dataset of ``user_id``/``item_id`` batches (its
-    first ``steps`` batches where given)."""
-    results = model.evaluate(dataset, steps=steps, return_dict=True, verbose=0)
-    prefix, suffix = "recall/top_", "_categorical_accuracy"
-    return {f"recall@{name[len(prefix):-len(suffix)]}": float(value)
-            for name, value in results.items() if name.startswith(prefix)}
+def ranked_items(model, user_ids, k, *, exclude=None, keep=None, batch_size=4096):
+    """The ``k`` best items of each of ``user_ids`` as ``model.recommend`` ranks them: ``[n, k]``
+    int64 item ids, best first.
+
+    ``exclude``: ``(user ids, item ids)`` of pairs never ranked ahead of another item (those of the
+    training split, say: a movie the user rated is not recommended again); ``keep``: ``[n]``, an
+    item per query that stays ranked even so (the held-out item of each evaluated pair, which a
+    data set that repeats pairs may also hold in training). Users are scored ``batch_size`` at a
+    time against the whole catalogue.
+    """
+    user_ids = np.asarray(user_ids, np.int64)
+    excluded = None
+    keep = None if keep is None else np.asarray(keep, np.int64)
+    if exclude is not None:
+        users, items = (np.asarray(ids, np.int64) for ids in exclude)
+        order = np.argsort(users, kind="stable")
+        excluded = tf.RaggedTensor.from_row_lengths(items[order], np.bincount(users, minlength=model.num_users))
+    catalogue = model.catalogue.catalogue_vectors()
+    ranked = []
+    for start in range(0, len(user_ids), batch_size):
+        users = tf.constant(user_ids[start:start + batch_size])
+        scores = tf.matmul(model.user_embedding(users), catalogue, transpose_b=True)  # as CatalogueTopK scores
+        if excluded is not None:
+            kept = None if keep is None else keep[start:start + batch_size]
+            scores = _excluded(scores, tf.gather(excluded, users), kept)
+        ranked.append(tf.math.top_k(scores, k=min(k, model.num_items)).indices.numpy().astype(np.int64))
+    return np.concatenate(ranked)
+
+
+def _excluded(scores, items, keep):
+    """``scores`` (``[users, items]``) with each row's ``items`` (ragged) at -inf, but its ``keep``
+    item (None: none) at its score."""
+    positions = tf.stack([items.value_rowids(), items.flat_values], axis=1)
+    masked = tf.tensor_scatter_nd_update(scores, positions, tf.fill(tf.shape(positions)[:1], -np.inf))
+    if keep is None:
+        return masked
+    kept = tf.stack([tf.range(tf.shape(scores, out_type=tf.int64)[0]), keep], axis=1)
+    return tf.tensor_scatter_nd_update(masked, kept, tf.gather_nd(scores, kept))
 
 
 def export_retrieval(model, export_dir, movie_ids, *, user_ids, k=10, titles=None, item_counts=None):
