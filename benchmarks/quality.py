@@ -82,7 +82,7 @@ from tf_freqsgd.models import matrix_factorization
 from tf_freqsgd.models.ranking import RankingModel
 from tf_freqsgd.models.ranking import label_key as ranking_label_key
 from tf_freqsgd.models.retrieval import RetrievalModel, counts_logq
-from tf_freqsgd.models.training import OPTIMIZERS, fit_resumable, id_frequencies, known_frequencies, make_optimizer
+from tf_freqsgd.models.training import DENSE_ADAM_RATE, OPTIMIZERS, fit_resumable, id_frequencies, known_frequencies, make_optimizer
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 SPLIT_SEED = 0
@@ -92,15 +92,20 @@ RECALL_K = 100
 # The big-batch tasks compare CowClip with plain CounterSGD (and Adam, for reference); the TFRS
 # tutorial's 8,192 x 8,192 softmax costs ~50 s a run on one core, so it measures the retrieval
 # target's baselines (SGD, Adagrad) and CounterSGD with either counting.
-BIG_BATCH_OPTIMIZERS = ("adam", "counter_sgd", "counter_sgd_cowclip")
-# Settings measured beside the examples' optimizers (`training.OPTIMIZERS`): CowClip with the
-# paper's ratio (the clip bound `cowclip_min_norm` at its default), and CounterSGD counting presence
+BIG_BATCH_OPTIMIZERS = ("adam", "counter_sgd", "counter_sgd_adam", "counter_sgd_cowclip", "counter_sgd_adam_cowclip")
+# Settings measured beside the examples' optimizers (`training.OPTIMIZERS`): CowClip (ratio
+# --cowclip_ratio, the clip bound `cowclip_min_norm` at its default), and CounterSGD counting presence
 # with FBGEMM's `lr / sqrt(c)` (estimate "count"), which occurrence counting's collapse of popular
 # rows' rates at batch 8,192 suggested (../shared/notes/retrieval-probe.md).
-VARIANTS = {"counter_sgd_cowclip": lambda rate: tf_freqsgd.CounterSGD(rate, cowclip_ratio=1.0),
+VARIANTS = {"counter_sgd_cowclip": lambda rate: tf_freqsgd.CounterSGD(rate, cowclip_ratio=FLAGS.cowclip_ratio),
+            "counter_sgd_adam_cowclip": lambda rate: tf_freqsgd.CounterSGD(
+                rate, cowclip_ratio=FLAGS.cowclip_ratio, dense_optimizer=tf.keras.optimizers.Adam(DENSE_ADAM_RATE)),
             "counter_sgd_presence": lambda rate: tf_freqsgd.CounterSGD(rate, estimate="count", counting="presence")}
 ALL_OPTIMIZERS = (*OPTIMIZERS, *VARIANTS)
-COWCLIP_TASKS = ("ctr", "ctr_mf", "ctr_big_batch", "ctr_mf_big_batch")  # the only ones counter_sgd_cowclip runs
+# The only tasks CowClip runs on: plain CounterSGD on matrix factorisation, CounterSGD with Adam on
+# the MLP's dense layers (CowClip's rates are far too large for them).
+VARIANT_TASKS = {"counter_sgd_cowclip": ("ctr_mf", "ctr_mf_big_batch"),
+                 "counter_sgd_adam_cowclip": ("ctr", "ctr_big_batch")}
 TFRS_OPTIMIZERS = ("sgd", "adagrad", "counter_sgd", "counter_sgd_presence")
 RECOMMENDED = "counter_sgd"  # the robustness target's optimizer: the package's default one
 ROBUST_SHARE = 0.05  # "within 5% of the best" of the robustness target
@@ -111,15 +116,17 @@ ROBUST_SHARE = 0.05  # "within 5% of the best" of the robustness target
 # ones for the SGD family; the Adagrad family is nearly indifferent to the loss's scale. Data sets
 # without centres of their own take MovieLens 100K's.
 GRID_POINTS = 7
-_SGD_FAMILY = ("sgd", "counter_sgd", "counter_sgd_adam", "counter_sgd_cowclip", "counter_sgd_presence",
-               "frequency_sgd")
+_SGD_FAMILY = ("sgd", "counter_sgd", "counter_sgd_adam", "counter_sgd_presence", "frequency_sgd")
+# CowClip bounds each row's gradient to about occurrences x 1e-5 (see --cowclip_ratio): its rates are
+# the step per occurrence over 1e-5, at either batch size.
+_COWCLIP = {"counter_sgd_cowclip": 10000.0, "counter_sgd_adam_cowclip": 10000.0}
 _ADAGRAD_FAMILY = ("adagrad", "rowwise_adagrad_counter")
 
 
 def _centres(sgd, adagrad, adam, **others):
     centres = {name: sgd for name in _SGD_FAMILY}
     centres.update({name: adagrad for name in _ADAGRAD_FAMILY}, adam=adam)
-    centres.update(others)
+    centres.update(_COWCLIP, **others)
     return centres
 
 
@@ -135,8 +142,9 @@ GRID_CENTRES = {
     "rating": _centres(sgd=0.215, adagrad=0.215, adam=0.00464, counter_sgd_presence=1.0),
     "ctr": _centres(sgd=2.15, adagrad=0.464, adam=0.00464, counter_sgd_presence=10.0),
     "ctr_mf": _centres(sgd=21.5, adagrad=4.64, adam=0.00464, counter_sgd_presence=100.0),
-    # 32 times the batch: the averaged loss's gradients are 32 times smaller per example.
-    "ctr_big_batch": _centres(sgd=46.4, adagrad=4.64, adam=0.0215),
+    # 32 times the batch: the averaged loss's gradients are 32 times smaller per example, but the
+    # MLP's dense layers take no larger SGD rates than at 256.
+    "ctr_big_batch": _centres(sgd=0.464, adagrad=4.64, adam=0.0215, counter_sgd_adam=464.0),
     "ctr_mf_big_batch": _centres(sgd=464.0, adagrad=46.4, adam=0.0215),
     "retrieval": _RETRIEVAL_CENTRES,
     "retrieval_logq": _RETRIEVAL_CENTRES,
@@ -145,6 +153,7 @@ GRID_CENTRES = {
 }
 OPTIMIZER_LABELS = {"sgd": "SGD", "adagrad": "Adagrad", "adam": "Adam", "counter_sgd": "CounterSGD",
                     "counter_sgd_adam": "CounterSGD + Adam (dense)", "counter_sgd_cowclip": "CounterSGD + CowClip",
+                    "counter_sgd_adam_cowclip": "CounterSGD + CowClip + Adam (dense)",
                     "counter_sgd_presence": "CounterSGD (presence, count)",
                     "frequency_sgd": "FrequencySGD", "rowwise_adagrad_counter": "RowwiseAdagradCounter"}
 
@@ -163,6 +172,9 @@ flags.DEFINE_integer("retrieval_epochs", 3, "Epochs of the retrieval model.")
 flags.DEFINE_integer("retrieval_batch_size", 1024, "Batch size of the retrieval model (in-batch negatives).")
 flags.DEFINE_integer("big_batch_size", 8192, "Batch size of the big-batch CTR tasks (ctr_big_batch, "
                      "ctr_mf_big_batch).")
+flags.DEFINE_float("cowclip_ratio", 1e-5, "The CowClip variants' `cowclip_ratio`: 1e-5 was best of 1, 1e-3, 1e-4, "
+                   "1e-5 on MovieLens 100K's CTR-MF at batch 8,192 (validation, seed 0); at ratios this small the "
+                   "bound is `cowclip_min_norm` (1e-5) per occurrence.")
 flags.DEFINE_integer("tfrs_dim", 32, "Embedding width of the TFRS tutorial's retrieval model.")
 flags.DEFINE_integer("tfrs_epochs", 3, "Epochs of the TFRS tutorial's retrieval model.")
 flags.DEFINE_integer("tfrs_batch_size", 8192, "Batch size of the TFRS tutorial's retrieval model.")
@@ -178,7 +190,7 @@ FLAGS = flags.FLAGS
 # Forwarded to each data set's worker process.
 WORKER_FLAGS = ("data_dir", "synthetic_ratings", "tasks", "optimizers", "seeds", "grid_points", "dim",
                 "ranking_epochs", "ranking_batch_size", "big_batch_size", "retrieval_epochs", "retrieval_batch_size",
-                "tfrs_dim", "tfrs_epochs", "tfrs_batch_size", "evals_per_epoch")
+                "cowclip_ratio", "tfrs_dim", "tfrs_epochs", "tfrs_batch_size", "evals_per_epoch")
 
 
 # ---- Frequency buckets. ----
@@ -800,7 +812,7 @@ def measure_dataset(dataset_name, results, started, kept=None):
             "optimizers": {}}
         for optimizer_name in FLAGS.optimizers:
             if (task.optimizers is not None and optimizer_name not in task.optimizers
-                    or optimizer_name == "counter_sgd_cowclip" and task.name not in COWCLIP_TASKS):
+                    or task.name not in VARIANT_TASKS.get(optimizer_name, (task.name,))):
                 continue
             result = measure_optimizer(task, optimizer_name, dataset_name)
             entry["tasks"][task_name]["optimizers"][optimizer_name] = result
@@ -821,8 +833,9 @@ def existing_results():
 
 
 def with_kept(measured, kept):
-    """`measured` with every data set and task of `kept` that it did not measure (each data set's
-    tasks in `TASKS`' order); `measured`'s settings, since the tasks record their own sizes."""
+    """`measured` with every data set, task and optimizer result of `kept` that it did not measure
+    (each data set's tasks in `TASKS`' order); `measured`'s settings, since the tasks record their
+    own sizes."""
     if not kept:
         return measured
     merged = dict(measured, datasets=dict(measured["datasets"]),
@@ -831,7 +844,10 @@ def with_kept(measured, kept):
         if dataset_name not in merged["datasets"]:
             merged["datasets"][dataset_name] = entry
             continue
-        tasks = {**entry["tasks"], **merged["datasets"][dataset_name]["tasks"]}
+        tasks = dict(entry["tasks"])
+        for name, task in merged["datasets"][dataset_name]["tasks"].items():
+            optimizers = {**tasks[name]["optimizers"], **task["optimizers"]} if name in tasks else task["optimizers"]
+            tasks[name] = dict(task, optimizers=optimizers)
         merged["datasets"][dataset_name] = dict(merged["datasets"][dataset_name],
                                                 tasks={name: tasks[name] for name in TASKS if name in tasks})
     return merged

@@ -31,8 +31,8 @@ TASK_LABELS = {"rating": "rating RMSE ↓", "ctr": "CTR AUC, MLP ↑", "ctr_mf":
                "retrieval_tfrs": "recall@100, TFRS tutorial ↑",
                "retrieval_tfrs_logq": "recall@100, TFRS tutorial, log-Q ↑"}
 RETRIEVAL_TASKS = ("retrieval", "retrieval_logq", "retrieval_tfrs", "retrieval_tfrs_logq")
-FREQUENCY_AWARE = ("counter_sgd", "counter_sgd_adam", "counter_sgd_cowclip", "counter_sgd_presence", "frequency_sgd",
-                   "rowwise_adagrad_counter")
+FREQUENCY_AWARE = ("counter_sgd", "counter_sgd_adam", "counter_sgd_cowclip", "counter_sgd_adam_cowclip",
+                   "counter_sgd_presence", "frequency_sgd", "rowwise_adagrad_counter")
 SMALL_STATE_BYTES = 8  # the retrieval target's bound on the optimizer state per item row
 EMBEDDING_SIZE_LABELS = {"rating": "rating RMSE ↓", "ctr": "CTR AUC ↑"}
 BUCKETS = ("head", "torso", "tail")
@@ -273,46 +273,54 @@ def retrieval_targets(entry):
     return lines
 
 
-BIG_BATCH_TASKS = {"ctr": "ctr_big_batch", "ctr_mf": "ctr_mf_big_batch"}  # task at batch 256: the same at 8,192
-COWCLIP_BOUND = 0.002  # the target: CowClip's AUC at 8,192 within this of batch 256's
+# Per CTR model: (its task at batch 256, the same at the big batch, the CounterSGD setting without
+# CowClip, the same with it): the MLP pairs CounterSGD with Adam on its dense layers.
+BIG_BATCH_MODELS = {"MF": ("ctr_mf", "ctr_mf_big_batch", "counter_sgd", "counter_sgd_cowclip"),
+                    "MLP": ("ctr", "ctr_big_batch", "counter_sgd_adam", "counter_sgd_adam_cowclip")}
+COWCLIP_BOUND = 0.002  # the target: CowClip's AUC at the big batch within this of batch 256's
 
 
 def big_batch_sections(quality):
-    """CTR-MLP and CTR-MF at the small and the big batch, CounterSGD with and without CowClip."""
-    lines = ["### Big batches: CowClip", "",
-             "The CTR tasks at batch 256 and again at the big batch with the same epochs (so 1/32 of the steps "
-             "at 8,192), rates chosen on validation from 7-point grids as above (larger at the big batch: the loss is "
-             "averaged over it). CounterSGD + CowClip: `cowclip_ratio=1` (arXiv 2204.06240's ratio). Test AUC, mean "
-             f"± std over seeds (rate); target: with CowClip the big batch within {COWCLIP_BOUND} of CounterSGD's "
-             "AUC at 256.", ""]
-    rows = []
-    for dataset, entry in quality["datasets"].items():
-        for small_name, big_name in BIG_BATCH_TASKS.items():
+    """CTR-MF and CTR-MLP at the small and the big batch, CounterSGD with and without CowClip."""
+    rows, big_batch = [], None
+    for entry in quality["datasets"].values():
+        for model, (small_name, big_name, plain, clipped) in BIG_BATCH_MODELS.items():
             small, big = entry["tasks"].get(small_name), entry["tasks"].get(big_name)
             if not small or not big:
                 continue
-            cells = []
-            for task, key in ((small, "counter_sgd"), (small, "counter_sgd_cowclip"), (big, "counter_sgd"),
-                              (big, "counter_sgd_cowclip"), (big, "adam")):
+            big_batch = big["batch_size"]
+
+            def cell(task, key):
                 result = task["optimizers"].get(key)
-                cells.append(f"{mean_std(result['test'])} ({result['learning_rate']:g})"
-                             if result and result["test"] else "–")
-            reference = small["optimizers"].get("counter_sgd")
-            verdicts = []
-            for key, label in (("counter_sgd", "without CowClip"), ("counter_sgd_cowclip", "with CowClip")):
+                return f"{mean_std(result['test'])} ({result['learning_rate']:g})" if result and result["test"] else "–"
+
+            reference = small["optimizers"].get(plain)
+            differences = []
+            for key in (plain, clipped):
                 result = big["optimizers"].get(key)
                 if reference and reference["test"] and result and result["test"]:
-                    drop = result["test"]["mean"] - reference["test"]["mean"]
-                    verdicts.append(f"{label} {signed(drop, 4)}")
-            rows.append(f"| {entry['name']} | {TASK_LABELS[small_name].split(', ')[1].rstrip(' ↑')} | "
-                        + " | ".join(cells) + f" | {'; '.join(verdicts)} |")
+                    difference = result["test"]["mean"] - reference["test"]["mean"]
+                    differences.append(signed(difference, 4) + (" (met)" if key == clipped and
+                                                                 difference >= -COWCLIP_BOUND else ""))
+                else:
+                    differences.append("–")
+            rows.append(f"| {entry['name']} | {model}: {labelled(small['optimizers'], plain)} | "
+                        + " | ".join([cell(small, plain), cell(big, plain), cell(big, clipped), cell(small, clipped),
+                                      cell(big, "adam")] + differences) + " |")
     if not rows:
         return []
-    big_batch = next(iter(quality["datasets"].values()))["tasks"].get("ctr_big_batch", {}).get("batch_size", 8192)
-    lines += [f"| data | model | CounterSGD, 256 | CounterSGD + CowClip, 256 | CounterSGD, {big_batch:,} | "
-              f"CounterSGD + CowClip, {big_batch:,} | Adam, {big_batch:,} | AUC at {big_batch:,} − CounterSGD's "
-              "at 256 |", "|---|---|---|---|---|---|---|---|"] + rows + [""]
-    return lines
+    return ["### Big batches: CowClip", "",
+            f"The CTR tasks at batch 256 and again at batch {big_batch:,} with the same epochs (so 1/32 of the "
+            "steps), rates chosen on validation from 7-point grids as above (the loss is averaged over the batch). "
+            "The MLP's runs pair CounterSGD with Adam (0.001) on its dense layers, whose rates CowClip's would "
+            "blow up. CowClip: `cowclip_ratio=1e-5` (chosen on MovieLens 100K's CTR-MF at the big batch from 1, "
+            "1e-3, 1e-4 and 1e-5, validation, seed 0; at 1, the paper's ratio, the bound never binds on these "
+            "weights and results equal CounterSGD's), so each row's gradient is bounded by 1e-5 per occurrence. "
+            f"Test AUC, mean ± std over seeds (rate). Target: with CowClip the big batch within {COWCLIP_BOUND} "
+            "of the same setting without it at 256 (\"met\").", "",
+            f"| data | model: setting | 256 | {big_batch:,} | + CowClip, {big_batch:,} | + CowClip, 256 | "
+            f"Adam, {big_batch:,} | {big_batch:,} − 256 | + CowClip, {big_batch:,} − 256 |",
+            "|---|---|---|---|---|---|---|---|---|"] + rows + [""]
 
 
 def robustness_sections(quality, results_dir, readme_dir):
