@@ -1,11 +1,13 @@
-"""Writes README.md's benchmark results from `benchmarks/results/*.json`: no hand-copied numbers.
+"""Writes docs/benchmarks.md's benchmark results from `benchmarks/results/*.json`: no hand-copied
+numbers.
 
 Run: `.venv/bin/python benchmarks/readme_results.py` (`make bench` and `make bench-quick` run it
 last). Only the text between the lines `<!-- benchmarks:begin -->` and `<!-- benchmarks:end -->`
-is replaced; everything else in the README is left as it is. Each results file present gets its
-section (quality, rare ids, memory, step time, Keras 3 step time, first step, TFRA at scale, training
+of the target (`--readme`, default docs/benchmarks.md) is replaced; everything else in it is left
+as it is, and image links are written relative to the target's directory. Each results file
+present gets its section (quality, rare ids, memory, step time, Keras 3 step time, first step, TFRA at scale, training
 on a cluster, embedding size, choice of defaults), in that order; absent files are listed as not
-run. `--check` writes nothing and exits with status 1 when the README's section differs from what
+run. `--check` writes nothing and exits with status 1 when the target's section differs from what
 the JSON gives.
 
 "Within noise" below compares two optimizers' test means over seeds: their difference is within
@@ -22,7 +24,7 @@ from absl import app, flags
 
 BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(BENCHMARKS_DIR, "results")
-README = os.path.join(BENCHMARKS_DIR, "..", "README.md")
+BENCHMARKS_DOC = os.path.join(BENCHMARKS_DIR, "..", "docs", "benchmarks.md")
 BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
 
 TASK_LABELS = {"rating": "rating RMSE ↓", "ctr": "CTR AUC, MLP ↑", "ctr_mf": "CTR AUC, MF ↑",
@@ -39,13 +41,14 @@ BUCKETS = ("head", "torso", "tail")
 MEMORY_TARGET = 1 / 32  # CounterSGD's optimizer state at most this share of Adagrad's at d = 64
 
 flags.DEFINE_string("results_dir", RESULTS_DIR, "Directory of the benchmarks' JSON and PNG files.")
-flags.DEFINE_string("readme", README, "The README whose marked section is rewritten.")
-flags.DEFINE_bool("check", False, "Write nothing; exit 1 when the README's section is not what the JSON gives.")
+flags.DEFINE_string("readme", BENCHMARKS_DOC, "The Markdown file whose marked section is rewritten "
+                    "(default docs/benchmarks.md).")
+flags.DEFINE_bool("check", False, "Write nothing; exit 1 when the file's section is not what the JSON gives.")
 FLAGS = flags.FLAGS
 
 
 class MarkerError(ValueError):
-    """The README lacks the markers, or has them twice or in the wrong order."""
+    """The target lacks the markers, or has them twice or in the wrong order."""
 
 
 def replace_section(text, section):
@@ -54,10 +57,10 @@ def replace_section(text, section):
     begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN]
     ends = [i for i, line in enumerate(lines) if line.strip() == END]
     if len(begins) != 1 or len(ends) != 1:
-        raise MarkerError(f"The README must hold the line {BEGIN} once and the line {END} once (found "
+        raise MarkerError(f"The file must hold the line {BEGIN} once and the line {END} once (found "
                           f"{len(begins)} and {len(ends)}); put both where the benchmark results go.")
     if begins[0] > ends[0]:
-        raise MarkerError(f"{END} comes before {BEGIN} in the README.")
+        raise MarkerError(f"{END} comes before {BEGIN} in the file.")
     return "\n".join(lines[:begins[0] + 1] + [section.strip("\n")] + lines[ends[0]:])
 
 
@@ -668,7 +671,7 @@ RESULT_FILES = ("run_all", "quality", "state_memory", "step_time", "keras3_step_
 
 def render(results_dir, readme_dir):
     """The section's Markdown from the JSON files in `results_dir` (image links relative to the
-    README's directory)."""
+    target file's directory)."""
     data = {name: load(results_dir, name) for name in RESULT_FILES}
     where = (results_dir, readme_dir)
     sections = [  # (name, its lines or None when its JSON is absent)

@@ -106,7 +106,7 @@ def test_quality_memory_is_measured_from_the_optimizers_variables(quality_quick)
             if "counter_sgd_cowclip" in task["optimizers"]] == ["ctr_mf", "ctr_mf_big_batch"]
 
 
-def test_the_readme_generator_reads_the_quality_json(quality_quick):
+def test_the_results_generator_reads_the_quality_json(quality_quick):
     output_dir, _ = quality_quick
     import test_readme_results
 
@@ -175,10 +175,10 @@ def test_apply_quick_keeps_flags_given_on_the_command_line():
         bench_flags.apply_quick({"epoch": 1}, flag_values)
 
 
-def test_run_all_runs_a_script_and_regenerates_the_readme(tmp_path):
+def test_run_all_runs_a_script_and_regenerates_the_benchmarks_doc(tmp_path):
     import test_readme_results
 
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "benchmarks.md"
     readme.write_text(test_readme_results.README)
     result = run_script("run_all.py", "--quick", "--only=state_memory", f"--output_dir={tmp_path}",
                         f"--logs_dir={tmp_path / 'logs'}", f"--readme={readme}")

@@ -1,4 +1,5 @@
-"""The README generator: only the marked section changes, and every figure comes from the JSON.
+"""The benchmark-results generator (default target docs/benchmarks.md): only the marked section
+changes, and every figure comes from the JSON.
 
 The fixture JSON in `fixtures/` is the output of one `make bench-quick` (curves trimmed)."""
 
@@ -78,13 +79,15 @@ def test_quality_table_holds_each_optimizers_figures():
                 assert f"{result['label']} |" in text
 
 
-def test_plots_are_linked_relative_to_the_readme_when_present(tmp_path):
+def test_plots_are_linked_relative_to_the_target_when_present(tmp_path):
     results = tmp_path / "benchmarks" / "results"
     shutil.copytree(FIXTURES, results)
-    assert "quality_curves_synthetic.png" not in generator.render(str(results), str(tmp_path))
+    assert "quality_curves_synthetic.png" not in generator.render(str(results), str(tmp_path / "docs"))
     (results / "quality_curves_synthetic.png").write_bytes(b"")
-    text = generator.render(str(results), str(tmp_path))
-    assert "](benchmarks/results/quality_curves_synthetic.png)" in text
+    text = generator.render(str(results), str(tmp_path / "docs"))
+    assert "](../benchmarks/results/quality_curves_synthetic.png)" in text
+    assert "JSON files in `../benchmarks/results/`" in text
+    assert "](benchmarks/results/quality_curves_synthetic.png)" in generator.render(str(results), str(tmp_path))
 
 
 def test_rare_id_rows_per_bucket_and_memory_from_the_variables():
@@ -140,7 +143,7 @@ def test_missing_results_are_listed(tmp_path):
 
 
 def test_check_mode_reports_a_stale_section(tmp_path):
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "benchmarks.md"
     readme.write_text(README)
     command = [sys.executable, SCRIPT, f"--results_dir={FIXTURES}", f"--readme={readme}"]
     stale = subprocess.run(command + ["--check"], capture_output=True, text=True, timeout=60)
@@ -151,7 +154,17 @@ def test_check_mode_reports_a_stale_section(tmp_path):
     assert subprocess.run(command + ["--check"], capture_output=True, text=True, timeout=60).returncode == 0
 
 
-def test_the_committed_readme_is_what_the_committed_results_give():
-    """The README's results section is generated from benchmarks/results/*.json, never hand-edited."""
+def test_the_default_target_is_docs_benchmarks_md_with_one_pair_of_markers():
+    target = os.path.normpath(generator.BENCHMARKS_DOC)
+    assert target == os.path.normpath(os.path.join(HERE, "..", "..", "docs", "benchmarks.md"))
+    with open(target, encoding="utf-8") as f:
+        text = f.read()
+    generator.replace_section(text, "section")  # raises MarkerError unless the markers are there once
+    with open(os.path.join(HERE, "..", "..", "README.md"), encoding="utf-8") as f:
+        assert generator.BEGIN not in f.read()
+
+
+def test_the_committed_benchmarks_doc_is_what_the_committed_results_give():
+    """docs/benchmarks.md's results section is generated from benchmarks/results/*.json, never hand-edited."""
     completed = subprocess.run([sys.executable, SCRIPT, "--check"], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stdout + completed.stderr

@@ -1,7 +1,7 @@
-"""The TF Serving requests of README "### Serving the examples", sent to exports of small trained
-models in a fresh Python that imports TensorFlow alone.
+"""The TF Serving requests of docs/serving.md ("# Serving the examples"), sent to exports of small
+trained models in a fresh Python that imports TensorFlow alone.
 
-Each documented request's JSON, parsed out of the README so the docs cannot drift, is passed to
+Each documented request's JSON, parsed out of docs/serving.md so the docs cannot drift, is passed to
 ``serving_default`` as TF Serving passes it (columnar ``"inputs"``: one list per input; row
 ``"instances"``: one object per example), and the answer, shaped as TF Serving's REST response,
 is checked: its fields, dtypes and shapes against the documented response and signature, its
@@ -28,8 +28,8 @@ from tf_freqsgd.models.ranking import RankingModel, export_ranking
 from tf_freqsgd.models.retrieval import RetrievalModel, export_retrieval
 from tf_freqsgd.models.row_state import counter_values
 
-README = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "README.md")
-SECTION = "### Serving the examples"
+SERVING_DOC = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "docs", "serving.md")
+SECTION = "# Serving the examples"
 TOP_K = 10  # the examples' default --top_k, which the documented signature and response show
 DTYPES = {"DT_INT64": "int64", "DT_FLOAT": "float32", "DT_BOOL": "bool"}
 # retrieval-dynamic: the same requests to a TFRA-table model.
@@ -68,10 +68,12 @@ SERVE_SCRIPT = textwrap.dedent("""
 
 
 def serving_section():
-    with open(README, encoding="utf-8") as file:
+    """The text of docs/serving.md from its SECTION heading to the next heading or the end."""
+    with open(SERVING_DOC, encoding="utf-8") as file:
         text = file.read()
-    start = text.index(SECTION) + len(SECTION)
-    return text[start:start + re.search(r"^##", text[start:], re.M).start()]
+    start = re.search(rf"^{re.escape(SECTION)}$", text, re.M).end()
+    following = re.search(r"^#", text[start:], re.M)
+    return text[start:start + following.start()] if following else text[start:]
 
 
 def documented_exchanges():
