@@ -99,16 +99,15 @@ bench-keras3: install-3.12
 bench-cluster: install
 	$(PY) benchmarks/cluster.py
 
-# Every benchmark, each in its own process (about 30 minutes on 2 cores), then docs/benchmarks.md's
+# Every benchmark, each in its own process (about 2 hours on 2 cores), then docs/benchmarks.md's
 # results section regenerated from benchmarks/results/*.json (benchmarks/run_all.py).
 bench: install
-	$(PY) benchmarks/run_all.py --readme=docs/benchmarks.md
+	$(PY) benchmarks/run_all.py
 
 # The same at reduced sizes (a few minutes); results and a regenerated copy of docs/benchmarks.md in
 # build/bench-quick/.
 bench-quick: install
-	mkdir -p build/bench-quick && cp docs/benchmarks.md build/bench-quick/benchmarks.md
-	$(PY) benchmarks/run_all.py --quick --readme=build/bench-quick/benchmarks.md
+	$(PY) benchmarks/run_all.py --quick
 
 # Step time and peak memory of every optimizer on TFRA dynamic tables of 1e5, 1e6 and 1e7 ids, each
 # in its own process (about 10 minutes); writes benchmarks/results/dynamic_scale.{json,png}.

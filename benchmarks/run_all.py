@@ -1,18 +1,19 @@
-"""Runs every benchmark, each in its own process, then regenerates the README's results section.
+"""Runs every benchmark, each in its own process, then regenerates docs/benchmarks.md's results.
 
-Run: `make bench` (`.venv/bin/python benchmarks/run_all.py`; 26 minutes on 2 cores here) or
-`make bench-quick` (`--quick`: every script's reduced sizes, a few minutes).
+Run: `make bench` (`.venv/bin/python benchmarks/run_all.py`; about 2 hours on 2 cores, most of it the
+quality benchmark's TFRS-tutorial retrieval) or `make bench-quick` (`--quick`: every script's reduced
+sizes, a few minutes).
 
-* Full: results in `benchmarks/results/`, then `README.md`'s section between
+* Full: results in `benchmarks/results/`, then `docs/benchmarks.md`'s section between
   `<!-- benchmarks:begin -->` and `<!-- benchmarks:end -->` is rewritten from them
   (`benchmarks/readme_results.py`).
-* Quick: results in `build/bench-quick/`, and the regenerated README goes to
-  `build/bench-quick/README.md`: the quick figures are a smoke test, not for the README
-  (`--readme=README.md` rewrites it in place anyway).
+* Quick: results in `build/bench-quick/`, and the regenerated document goes to
+  `build/bench-quick/benchmarks.md`: the quick figures are a smoke test, not for the docs
+  (`--readme=docs/benchmarks.md` rewrites it in place anyway).
 
 Each script's output streams here and into `build/bench-logs/<mode>/<name>.log`; `run_all.json` records
 the command, status and seconds of each. A failing script does not stop the others, but the run
-then exits with status 1 and leaves the README alone. `--only` / `--skip` pick scripts by name.
+then exits with status 1 and leaves the document alone. `--only` / `--skip` pick scripts by name.
 """
 
 import dataclasses
@@ -28,6 +29,7 @@ from absl import app, flags
 
 BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(BENCHMARKS_DIR)
+BENCHMARKS_DOC = os.path.join(REPO_DIR, "docs", "benchmarks.md")
 RESULTS_DIR = os.path.join(BENCHMARKS_DIR, "results")
 QUICK_RESULTS_DIR = os.path.join(REPO_DIR, "build", "bench-quick")
 ML100K_DIR = os.path.normpath(os.path.join(REPO_DIR, "..", "shared", "data", "ml-100k"))
@@ -59,7 +61,7 @@ BENCHMARKS = (
     Benchmark("step_time", "step_time.py", _output_dir_args, about="1-4 minutes"),
     Benchmark("dynamic_scale", "dynamic_scale.py", _output_dir_args, about="5-10 minutes"),
     Benchmark("cluster", "cluster.py", _output_dir_args, about="3 minutes"),
-    Benchmark("quality", "quality.py", _output_dir_args, data_flag="data_dir", about="13 minutes"),
+    Benchmark("quality", "quality.py", _output_dir_args, data_flag="data_dir", about="100 minutes"),
     Benchmark("embedding_size", "embedding_size.py",
               lambda d: [f"--output_json={d}/embedding_size.json", f"--output_png_prefix={d}/embedding_size"],
               data_flag="data_dir", about="6-12 minutes"),
@@ -73,8 +75,8 @@ flags.DEFINE_list("only", [], f"Run only these benchmarks, of {NAMES} (choose_es
 flags.DEFINE_list("skip", [], "Benchmarks not to run.")
 flags.DEFINE_string("output_dir", None, "Results directory (default: benchmarks/results, or build/bench-quick "
                     "with --quick).")
-flags.DEFINE_string("readme", None, "README to regenerate (default: README.md, or build/bench-quick/README.md "
-                    "with --quick, a copy of README.md); empty: none.")
+flags.DEFINE_string("readme", None, "Results document to regenerate (default: docs/benchmarks.md, or "
+                    "build/bench-quick/benchmarks.md with --quick, a copy of it); empty: none.")
 flags.DEFINE_string("logs_dir", None, "Where each script's output is logged (default: build/bench-logs/<full|quick>).")
 flags.DEFINE_string("data_dir", ML100K_DIR, "MovieLens 100K's directory, for the scripts that read it.")
 FLAGS = flags.FLAGS
@@ -142,7 +144,7 @@ def main(argv):
     output_dir = os.path.abspath(FLAGS.output_dir or (QUICK_RESULTS_DIR if FLAGS.quick else RESULTS_DIR))
     readme = FLAGS.readme
     if readme is None:
-        readme = os.path.join(output_dir, "README.md") if FLAGS.quick else os.path.join(REPO_DIR, "README.md")
+        readme = os.path.join(output_dir, "benchmarks.md") if FLAGS.quick else BENCHMARKS_DOC
     mode = "quick" if FLAGS.quick else "full"
     logs_dir = os.path.abspath(FLAGS.logs_dir or os.path.join(REPO_DIR, "build", "bench-logs", mode))
     os.makedirs(logs_dir, exist_ok=True)
@@ -178,7 +180,7 @@ def main(argv):
         sys.exit(1)
     if readme:
         if FLAGS.quick and FLAGS.readme is None:
-            shutil.copyfile(os.path.join(REPO_DIR, "README.md"), readme)
+            shutil.copyfile(BENCHMARKS_DOC, readme)
         status = subprocess.run([sys.executable, os.path.join(BENCHMARKS_DIR, "readme_results.py"),
                                  f"--results_dir={output_dir}", f"--readme={readme}"]).returncode
         if status:

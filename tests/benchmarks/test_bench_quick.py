@@ -189,3 +189,11 @@ def test_run_all_runs_a_script_and_regenerates_the_benchmarks_doc(tmp_path):
     assert (tmp_path / "logs" / "state_memory.log").exists()
     text = readme.read_text()
     assert "### Optimizer-state memory" in text and "**Quick run**" in text and "old text" not in text
+
+
+def test_a_quick_run_regenerates_a_copy_of_the_benchmarks_doc_beside_its_results(tmp_path):
+    result = run_script("run_all.py", "--quick", "--only=state_memory", f"--output_dir={tmp_path}",
+                        f"--logs_dir={tmp_path / 'logs'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "**Quick run**" in text and "### Optimizer-state memory" in text
