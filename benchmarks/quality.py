@@ -144,7 +144,7 @@ GRID_CENTRES = {
     "ctr_mf": _centres(sgd=21.5, adagrad=4.64, adam=0.00464, counter_sgd_presence=100.0),
     # 32 times the batch: the averaged loss's gradients are 32 times smaller per example, but the
     # MLP's dense layers take no larger SGD rates than at 256.
-    "ctr_big_batch": _centres(sgd=0.464, adagrad=4.64, adam=0.0215, counter_sgd_adam=464.0),
+    "ctr_big_batch": _centres(sgd=0.464, adagrad=4.64, adam=0.0215, counter_sgd_adam=4640.0),
     "ctr_mf_big_batch": _centres(sgd=464.0, adagrad=46.4, adam=0.0215),
     "retrieval": _RETRIEVAL_CENTRES,
     "retrieval_logq": _RETRIEVAL_CENTRES,
