@@ -20,6 +20,8 @@ for every optimizer and seed. Tasks (d = 64, the width of the memory target, exc
   ``logit = <u, v> + b_u + b_i``), whose parameters are all embedding rows, so that the optimizers
   differ only in their treatment of embeddings; `ctr`'s MLP head adds dense weights, which every
   example updates, and which the SGD family trains with the embeddings' learning rate.
+* `ctr_big_batch`, `ctr_mf_big_batch`: `ctr` and `ctr_mf` at batch --big_batch_size (8,192) with
+  the same epochs, measuring CounterSGD with and without CowClip (`VARIANTS`) and Adam.
 * `retrieval`: the TFRS two-tower model of `tf_freqsgd.models.retrieval` (one embedding per tower,
   in-batch softmax over all ratings as positives, loss summed over the batch, batch 1,024); metric
   test recall@100: the share of test (user, item) pairs whose item is among the user's 100
