@@ -239,6 +239,11 @@ class Task:
         return FLAGS.ranking_epochs
 
     @property
+    def item_rows(self):
+        """Rows of the item table."""
+        return self.num_items
+
+    @property
     def batch_size(self):
         return FLAGS.ranking_batch_size
 
@@ -465,6 +470,10 @@ class TfrsTutorialTask(RetrievalTask):
     optimizers = TFRS_OPTIMIZERS
 
     @property
+    def item_rows(self):
+        return self.num_items + 1  # IntegerLookup's out-of-vocabulary row
+
+    @property
     def epochs(self):
         return FLAGS.tfrs_epochs
 
@@ -564,7 +573,7 @@ def one_run(task, optimizer_name, learning_rate, seed):
             "best_step": next(step for step, value in curve.points if value == curve.best),
             "test": test, "test_buckets": test_buckets, "curve": curve.points,
             "train_seconds": seconds, "state_bytes": tf_freqsgd.optimizer_state_bytes(model.optimizer),
-            "state_bytes_item_rows": tf_freqsgd.optimizer_state_bytes(model.optimizer, rows=task.num_items)}
+            "state_bytes_item_rows": tf_freqsgd.optimizer_state_bytes(model.optimizer, rows=task.item_rows)}
 
 
 def mean_std(values):
@@ -604,7 +613,7 @@ def measure_optimizer(task, optimizer_name, dataset_name):
     result.update(rate_robustness(task, grid, result["validation_by_learning_rate"], optimizer_name))
     if finished:
         result["state_bytes"] = finished[0]["state_bytes"]
-        result["state_bytes_per_item_row"] = finished[0]["state_bytes_item_rows"] / task.num_items
+        result["state_bytes_per_item_row"] = finished[0]["state_bytes_item_rows"] / task.item_rows
     return result
 
 

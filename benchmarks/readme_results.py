@@ -261,6 +261,8 @@ def retrieval_targets(entry):
         if not best:
             continue
         key, result = best
+        diverged = (f" ({result['diverged_seeds']} of {result['diverged_seeds'] + result['test']['n']} seeds "
+                    "diverged at its rate)" if result.get("diverged_seeds") else "")
         parts = []
         for other in ("adagrad", "sgd"):
             theirs = task["optimizers"].get(other)
@@ -272,7 +274,7 @@ def retrieval_targets(entry):
         if parts:
             lines.append(f"* {entry['name']}, {TASK_LABELS[task_name].rstrip(' ↑')}: the best at ≤ "
                          f"{SMALL_STATE_BYTES} B/row is {labelled(task['optimizers'], key)} "
-                         f"({result['state_bytes_per_item_row']:g} B/row), " + "; ".join(parts) + ".")
+                         f"({result['state_bytes_per_item_row']:g} B/row){diverged}, " + "; ".join(parts) + ".")
     return lines
 
 
