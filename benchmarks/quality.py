@@ -364,26 +364,23 @@ class MatrixFactorizationCtrTask(CtrTask):
         return {**_features(self.train), "label": self.train["label"]}
 
 
-class BigBatchCtrTask(CtrTask):
-    """`ctr` at batch --big_batch_size, the same epochs (so 1/32 of the steps at 8,192)."""
+class BigBatch:
+    """A task at batch --big_batch_size with the same epochs (so 1/32 of the steps at 8,192),
+    measuring `BIG_BATCH_OPTIMIZERS`; mixed in before the task it changes."""
 
+    optimizers = BIG_BATCH_OPTIMIZERS
+
+    @property
+    def batch_size(self):
+        return FLAGS.big_batch_size
+
+
+class BigBatchCtrTask(BigBatch, CtrTask):
     name = "ctr_big_batch"
-    optimizers = BIG_BATCH_OPTIMIZERS
-
-    @property
-    def batch_size(self):
-        return FLAGS.big_batch_size
 
 
-class BigBatchMatrixFactorizationCtrTask(MatrixFactorizationCtrTask):
-    """`ctr_mf` at batch --big_batch_size."""
-
+class BigBatchMatrixFactorizationCtrTask(BigBatch, MatrixFactorizationCtrTask):
     name = "ctr_mf_big_batch"
-    optimizers = BIG_BATCH_OPTIMIZERS
-
-    @property
-    def batch_size(self):
-        return FLAGS.big_batch_size
 
 
 class RetrievalTask(Task):
