@@ -165,13 +165,22 @@ def _exit_with(error):
     sys.exit(2)
 
 
+# absl's help flags: each prints its help and exits with status 1.
+_HELP_FLAGS = frozenset({"?", "help", "helpshort", "helpfull", "helpxml"})
+
+
 def parse_flags(argv):
     """absl's flag parsing, as ``app.run``'s ``flags_parser``: a bad flag value ends the program as a
-    `UserError` does, on one line with status 2 (absl's own parser: two lines, status 1)."""
+    `UserError` does, on one line with status 2 (absl's own parser: two lines, status 1); help asked
+    for ends it with status 0."""
     try:
         return FLAGS(argv)
     except flags.Error as error:
         _exit_with(f"{error} (see --help)")
+    except SystemExit as exit:
+        if exit.code == 1 and any(arg.lstrip("-") in _HELP_FLAGS for arg in argv[1:]):
+            sys.exit(0)
+        raise
 
 
 # Lines that every run of a TFRA model, or every evaluation, would print whatever the run does: TFRA

@@ -16,6 +16,9 @@ import movielens_retrieval  # noqa: E402
 EXAMPLES = {"retrieval": movielens_retrieval, "ranking": movielens_ranking}
 # A few seconds a run: 1,500 synthetic ratings (1,200 to train), one epoch.
 TINY = ("--num_ratings=1500", "--epochs=1", "--batch_size=128", "--embedding_dim=8", "--verbose=0")
+# What TensorFlow, TFRA and tf.function print on every run, hidden unless --verbosity is given.
+NOISE = ("cuda_fft", "cuda_dnn", "cuda_blas", "cudart", "oneDNN", "cpu_feature_guard", "TF-TRT", "GraphKeys",
+         "_SingleDeviceSaver", "horovod", "retracing")
 
 
 def flag_values(example):

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from example_runner import EXAMPLES_DIR, TINY
+from example_runner import EXAMPLES_DIR, NOISE, TINY
 
 CLUSTER_ARGS = (*TINY, "--optimizer=counter_sgd")
 # Tables over 64 KiB (tf_freqsgd.models.distribute.MIN_SHARD_BYTES) are split over the parameter
@@ -20,7 +20,8 @@ TIMEOUT = 300
 
 
 def local_cluster(tmp_path, strategy, example, *args, **cluster_flags):
-    """Runs ``example`` through local_cluster.py; returns its output and metrics record."""
+    """Runs ``example`` through local_cluster.py; returns its output and metrics record. The
+    cluster prints none of TensorFlow's or TFRA's own lines."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     metrics = tmp_path / f"{strategy}.json"
     command = [sys.executable, os.path.join(EXAMPLES_DIR, "local_cluster.py"), f"--strategy={strategy}",
@@ -29,6 +30,7 @@ def local_cluster(tmp_path, strategy, example, *args, **cluster_flags):
     result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT,
                             env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert not [word for word in NOISE if word in result.stdout + result.stderr], result.stdout + result.stderr
     with open(metrics) as file:
         return result.stdout, json.load(file)
 
