@@ -29,8 +29,10 @@ def data():
     return rng.integers(0, 100, (128, 2)), np.ones((128, 1), np.float32)
 
 
-@pytest.mark.parametrize("make", [lambda: MLETEmbedding(100, 4, 16, name="table"), lambda: PEPEmbedding(100, 8, name="table")],
-                         ids=["mlet", "pep"])
+@pytest.mark.parametrize("make", [lambda: MLETEmbedding(100, 4, 16, name="table"),
+                                  lambda: PEPEmbedding(100, 8, name="table"),
+                                  lambda: PEPEmbedding(100, 8, threshold_init=-3.0, name="table")],  # served sparse
+                         ids=["mlet", "pep", "pep-served-sparse"])
 def test_layers_train_save_and_export(make, tmp_path):
     keras.utils.set_random_seed(0)
     model = model_over(make())

@@ -1,6 +1,7 @@
 """PEPEmbedding, PEPSparsityCallback and MaskedEmbedding: the threshold against NumPy at every
-granularity, gradients reaching s (sparse where s is per row), the mask callback, the retrain that
-keeps pruned entries at zero, saving, the pruned export, bad input."""
+granularity, gradients reaching s (sparse where s is per row; scaled by threshold_scale), the mask
+callback, the retrain that keeps pruned entries at zero, saving, the pruned export (dense or sparse,
+the smaller), bad input."""
 
 import os
 
@@ -12,7 +13,7 @@ import tensorflow as tf
 
 from tf_freqsgd.export import export_for_serving
 from tf_freqsgd.layers import (GRANULARITIES, MaskedEmbedding, PEPEmbedding, PEPSparsityCallback,
-                               initial_embeddings_path, mask_path)
+                               SparseTableEmbedding, initial_embeddings_path, mask_path)
 
 ROWS, WIDTH = 10, 4
 FIELD_SIZES = [3, 5, 2]  # rows 0-2, 3-7, 8-9
@@ -37,7 +38,7 @@ def randomised(layer, seed=0):
 
 def full_threshold_numpy(layer):
     """sigmoid(s) broadcast to the table's shape, by granularity."""
-    s = 1.0 / (1.0 + np.exp(-layer.threshold.numpy().astype(np.float64)))
+    s = 1.0 / (1.0 + np.exp(-layer.thresholds().astype(np.float64)))
     if layer.granularity in ("field", "field_dim"):
         s = s[FIELD_OF_ROW]
     return np.broadcast_to(s, (ROWS, WIDTH))
@@ -93,6 +94,29 @@ def test_gradients_reach_the_thresholds(granularity, shape):
             expected[FIELD_OF_ROW[row]] += contribution
     assert np.count_nonzero(expected) > 0
     np.testing.assert_allclose(dense, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_a_scaled_threshold_is_the_same_s_with_a_scaled_gradient():
+    scale = 25.0
+    plain, scaled = randomised(pep_layer("feature_dim")), pep_layer("feature_dim", threshold_scale=scale)
+    scaled.build((None,))
+    scaled.embeddings.assign(plain.embeddings)
+    scaled.threshold.assign(plain.threshold / scale)
+    np.testing.assert_allclose(scaled.thresholds(), plain.thresholds(), rtol=1e-6)
+    weights = np.random.default_rng(1).normal(size=IDS.shape + (WIDTH,)).astype(np.float32)
+    gradients = []
+    for layer in (plain, scaled):
+        with tf.GradientTape() as tape:
+            output = layer(IDS)
+            loss = tf.reduce_sum(output * weights)
+        gradients.append(tf.convert_to_tensor(tape.gradient(loss, layer.threshold)).numpy())
+        np.testing.assert_allclose(output, plain(IDS), rtol=1e-6, atol=1e-7)
+    # dL/dθ = c · dL/ds, so a plain SGD step moves s = c·θ by c² times the step on s itself.
+    np.testing.assert_allclose(gradients[1], scale * gradients[0], rtol=1e-5, atol=1e-9)
+    assert pep_layer("global", threshold_init=-6.0, threshold_scale=4.0).get_config()["threshold_scale"] == 4.0
+    built = pep_layer("global", threshold_init=-6.0, threshold_scale=4.0)
+    built.build((None,))
+    assert built.threshold.numpy() == -1.5 and built.thresholds() == -6.0
 
 
 @pytest.mark.parametrize("granularity", ["global", "feature_dim"])
@@ -223,16 +247,20 @@ def test_config_and_keras_save_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.get_layer("pep").threshold.numpy(), pep.threshold.numpy())
 
 
-def test_serving_export_holds_the_dense_pruned_tables(tmp_path):
+def test_serving_export_holds_the_pruned_tables_in_their_smaller_form(tmp_path):
     ids = tf.keras.Input(shape=(3,), dtype=tf.int64, name="ids")
     pep = randomised(PEPEmbedding(ROWS, WIDTH, name="pep"))
+    pep.threshold.assign(np.full((ROWS, WIDTH), -30.0, np.float32))  # nothing pruned: served dense
     masked = MaskedEmbedding.from_mask(np.eye(ROWS, WIDTH, dtype=bool), np.ones((ROWS, WIDTH)), name="masked")
     model = tf.keras.Model(ids, tf.keras.layers.Add()([pep(ids), masked(ids)]))
+    assert isinstance(pep.serving_layer(), tf.keras.layers.Embedding)
+    assert isinstance(masked.serving_layer(), SparseTableEmbedding)  # 4 of 40 entries kept
     export_dir = str(tmp_path / "1")
     export_for_serving(model, export_dir)
     served = tf.saved_model.load(export_dir)
-    assert sorted(tuple(v.shape) for v in served.variables) == [(ROWS, WIDTH), (ROWS, WIDTH)]
-    assert not any(v.dtype == tf.bool for v in served.variables)  # the mask is applied, not shipped
+    # The dense table, and the masked one's row offsets, columns and values (the mask is not shipped).
+    assert sorted(tuple(v.shape) for v in served.variables) == [(4,), (4,), (ROWS, WIDTH), (ROWS + 1,)]
+    assert not any(v.dtype == tf.bool for v in served.variables)
     (scores,) = served.signatures["serving_default"](ids=tf.constant(IDS)).values()
     np.testing.assert_allclose(scores, model(IDS), rtol=1e-6, atol=1e-7)
 
@@ -246,6 +274,7 @@ def test_serving_export_holds_the_dense_pruned_tables(tmp_path):
     ({"threshold_init": float("nan")}, "`threshold_init` must be a finite number; got nan"),
     ({"threshold_init": "low"}, "`threshold_init` must be a finite number; got 'low'"),
     ({"output_dim": 0}, "`output_dim` must be a positive integer; got 0"),
+    ({"threshold_scale": 0.0}, "`threshold_scale` must be a finite number > 0; got 0.0"),
 ])
 def test_bad_pep_arguments_are_named(kwargs, message):
     arguments = {"input_dim": ROWS, "output_dim": WIDTH, **kwargs}

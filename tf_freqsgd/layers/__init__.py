@@ -1,8 +1,9 @@
 """Embedding layers that shrink the served table: MLET (factorised training, collapsed inference)
 and PEP (learnable pruning, then a masked retrain); and, with Keras 3, ``RowEmbedding``, an
 ``Embedding`` whose lookup reads the batch's rows only. Served graphs' id lookups, stock ops only:
-``StaticEmbedding`` (a frozen id -> row table), ``IdIndex`` (raw ids -> row indices, unknown ones
-flagged) and ``FallbackForUnknown`` (a fixed answer for them)."""
+``StaticEmbedding`` (a frozen id -> row table), ``SparseTableEmbedding`` (a pruned table's
+non-zero entries), ``IdIndex`` (raw ids -> row indices, unknown ones flagged) and
+``FallbackForUnknown`` (a fixed answer for them)."""
 
 from tf_freqsgd._compat import KERAS3, active_keras
 
@@ -17,6 +18,7 @@ from tf_freqsgd.layers.pep import (
     mask_path,
     soft_threshold,
 )
+from tf_freqsgd.layers.sparse_table import SparseTableEmbedding
 from tf_freqsgd.layers.static_embedding import StaticEmbedding
 
 if active_keras() == KERAS3:
@@ -30,6 +32,7 @@ __all__ = [
     "MaskedEmbedding",
     "PEPEmbedding",
     "PEPSparsityCallback",
+    "SparseTableEmbedding",
     "StaticEmbedding",
     *(["RowEmbedding"] if active_keras() == KERAS3 else []),
     "initial_embeddings_path",

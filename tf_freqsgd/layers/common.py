@@ -1,9 +1,11 @@
-"""Argument checks and the plain-table export shared by the embedding-size layers."""
+"""Argument checks and the table exports shared by the embedding-size layers."""
 
 import numbers
 
 import numpy as np
 import tensorflow as tf
+
+from tf_freqsgd.layers.sparse_table import SparseTableEmbedding
 
 
 def positive_int(layer, name, value, allow_none=False):
@@ -26,3 +28,11 @@ def embedding_holding(table, name, dtype=None):
     layer.build((None,))
     layer.embeddings.assign(table)
     return layer
+
+
+def smaller_serving_table(table, name, dtype=None):
+    """The served form of a pruned ``table`` that stores fewer bytes: a plain ``Embedding`` holding it,
+    or a ``SparseTableEmbedding`` of its non-zero entries (smaller below about 2/3 density)."""
+    sparse = SparseTableEmbedding.from_table(table, name=name, dtype=dtype)
+    dense_bytes = np.asarray(table).size * tf.as_dtype(sparse.values.dtype).size
+    return sparse if sparse.stored_bytes() < dense_bytes else embedding_holding(table, name, dtype)

@@ -19,6 +19,13 @@ are small dense variables. ``∂V̂/∂s = -sign(V)·σ'(s)`` on the entries sti
 thresholds learn from the loss; ``σ'(s)`` is tiny at a very negative ``s``, so ``threshold_init``
 sets how fast pruning can start.
 
+The paper trains ``s`` with Adam, whose normalised step moves ``s`` however small its gradient.
+Under SGD-type rules (CounterSGD, Adagrad while the gradient is small against its initial
+accumulator) ``s`` barely moves. Two remedies: give ``s`` to Adam (``CounterSGD(...,
+dense_optimizer="adam")`` trains every variable but the ``embeddings`` tables with it), or
+``threshold_scale = c``: the variable holds ``θ = s / c``, so its gradient is ``c · ∂L/∂s`` and a
+step that is linear in the gradient moves ``s`` ``c²`` times as far.
+
 ``PEPSparsityCallback`` records the number of non-zero entries of ``V̂`` and saves each layer's
 mask ``V̂ != 0`` when a target sparsity is first reached, with the layer's initial values saved
 at the start of training. The retrain phase (the lottery ticket) is a ``MaskedEmbedding`` built
@@ -61,6 +68,8 @@ class PEPEmbedding(tf.keras.layers.Layer):
       granularity: shape of ``s``: ``"global"``, ``"dimension"``, ``"feature"``,
         ``"feature_dim"`` (default), ``"field"`` or ``"field_dim"``.
       threshold_init: initial value of every ``s``.
+      threshold_scale: ``c > 0``; ``s = c · θ`` with ``θ`` the trained variable ``threshold``
+        (default 1: ``θ = s``). Linear steps on ``θ`` move ``s`` ``c²`` times as far.
       field_sizes: for ``"field"`` / ``"field_dim"``: the number of rows of each field, in
         table order; they sum to ``input_dim``.
       embeddings_initializer: initializer of ``V`` (Keras' ``Embedding`` default, ``"uniform"``).
@@ -70,7 +79,7 @@ class PEPEmbedding(tf.keras.layers.Layer):
     """
 
     def __init__(self, input_dim, output_dim, granularity="feature_dim", threshold_init=DEFAULT_THRESHOLD_INIT,
-                 field_sizes=None, embeddings_initializer="uniform", **kwargs):
+                 field_sizes=None, embeddings_initializer="uniform", threshold_scale=1.0, **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.input_dim = common.positive_int("PEPEmbedding", "input_dim", input_dim)
@@ -81,6 +90,9 @@ class PEPEmbedding(tf.keras.layers.Layer):
         if not (isinstance(threshold_init, numbers.Real) and math.isfinite(threshold_init)):
             raise ValueError(f"PEPEmbedding: `threshold_init` must be a finite number; got {threshold_init!r}.")
         self.threshold_init = float(threshold_init)
+        if not (isinstance(threshold_scale, numbers.Real) and math.isfinite(threshold_scale) and threshold_scale > 0):
+            raise ValueError(f"PEPEmbedding: `threshold_scale` must be a finite number > 0; got {threshold_scale!r}.")
+        self.threshold_scale = float(threshold_scale)
         self.field_sizes = self._checked_field_sizes(field_sizes)
         self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
 
@@ -117,7 +129,7 @@ class PEPEmbedding(tf.keras.layers.Layer):
             initializer=self.embeddings_initializer, trainable=True)
         self.threshold = self.add_weight(
             name="threshold", shape=self.threshold_shape(),
-            initializer=tf.keras.initializers.Constant(self.threshold_init), trainable=True)
+            initializer=tf.keras.initializers.Constant(self.threshold_init / self.threshold_scale), trainable=True)
         if self.field_sizes is not None:
             # Row r belongs to field searchsorted(field_starts[1:], r, side="right").
             self._field_boundaries = tf.constant(np.cumsum(self.field_sizes)[:-1], tf.int64)
@@ -125,6 +137,9 @@ class PEPEmbedding(tf.keras.layers.Layer):
 
     def _thresholds_of(self, ids):
         """``s`` for each id's row (per-row granularities gather, so their gradient stays sparse)."""
+        return self.threshold_scale * self._trained_thresholds_of(ids)
+
+    def _trained_thresholds_of(self, ids):
         if self.granularity in ("global", "dimension"):
             return self.threshold
         if self.granularity in ("feature", "feature_dim"):
@@ -132,6 +147,11 @@ class PEPEmbedding(tf.keras.layers.Layer):
         flat_ids = tf.reshape(tf.cast(ids, tf.int64), [-1])
         fields = tf.searchsorted(self._field_boundaries, flat_ids, side="right", out_type=tf.int64)
         return _lookup(self.threshold, tf.reshape(fields, tf.shape(ids)))
+
+    def thresholds(self):
+        """``s = threshold_scale · θ`` (NumPy, of ``threshold_shape()``)."""
+        self._require_built("thresholds")
+        return self.threshold_scale * self.threshold.numpy()
 
     def call(self, ids):
         rows = _lookup(self.embeddings, ids)
@@ -159,8 +179,9 @@ class PEPEmbedding(tf.keras.layers.Layer):
         return common.embedding_holding(self.pruned_table(), name=self.name, dtype=self.dtype)
 
     def serving_layer(self):
-        """What ``tf_freqsgd.export.export_for_serving`` writes in place of this layer."""
-        return self.pruned_embedding()
+        """What ``tf_freqsgd.export.export_for_serving`` writes in place of this layer: the pruned
+        table, as its non-zero entries (``SparseTableEmbedding``) when that stores fewer bytes."""
+        return common.smaller_serving_table(self.pruned_table(), name=self.name, dtype=self.dtype)
 
     def _require_built(self, method):
         if not self.built:
@@ -173,6 +194,7 @@ class PEPEmbedding(tf.keras.layers.Layer):
             "output_dim": self.output_dim,
             "granularity": self.granularity,
             "threshold_init": self.threshold_init,
+            "threshold_scale": self.threshold_scale,
             "field_sizes": self.field_sizes,
             "embeddings_initializer": tf.keras.initializers.serialize(self.embeddings_initializer),
         })
@@ -260,8 +282,9 @@ class MaskedEmbedding(tf.keras.layers.Layer):
         return common.embedding_holding(self.pruned_table(), name=self.name, dtype=self.dtype)
 
     def serving_layer(self):
-        """What ``tf_freqsgd.export.export_for_serving`` writes in place of this layer."""
-        return self.pruned_embedding()
+        """What ``tf_freqsgd.export.export_for_serving`` writes in place of this layer: the pruned
+        table, as its non-zero entries (``SparseTableEmbedding``) when that stores fewer bytes."""
+        return common.smaller_serving_table(self.pruned_table(), name=self.name, dtype=self.dtype)
 
     def get_config(self):
         config = super().get_config()
