@@ -99,13 +99,14 @@ bench-keras3: install-3.12
 bench-cluster: install
 	$(PY) benchmarks/cluster.py
 
-# Every benchmark, each in its own process (about 2 hours on 2 cores), then docs/benchmarks.md's
-# results section regenerated from benchmarks/results/*.json (benchmarks/run_all.py).
+# Every benchmark, each in its own process (about 4 hours on 2 cores), then docs/benchmarks.md's
+# results section and README.md's quickstart output regenerated from benchmarks/results/*.json
+# (benchmarks/run_all.py).
 bench: install
 	$(PY) benchmarks/run_all.py
 
-# The same at reduced sizes (a few minutes); results and a regenerated copy of docs/benchmarks.md in
-# build/bench-quick/.
+# The same at reduced sizes (a few minutes); results and regenerated copies of docs/benchmarks.md and
+# README.md in build/bench-quick/.
 bench-quick: install
 	$(PY) benchmarks/run_all.py --quick
 
@@ -118,6 +119,13 @@ bench-dynamic: install
 # Adagrad (about 11 minutes); writes benchmarks/results/embedding_size{.json,_mlet.png,_pep.png}.
 bench-embedding-size: install
 	$(PY) benchmarks/embedding_size.py
+
+# The MovieLens examples run as a user runs them (every optimizer, data set and task, log-Q, embedding
+# kinds, --exclude_rated, README's quickstart command; about 22 minutes on 2 cores); writes
+# benchmarks/results/examples.json, whose tables and quickstart output readme_results.py renders.
+.PHONY: bench-examples
+bench-examples: install
+	$(PY) benchmarks/examples.py
 
 # The op built by Bazel 4.2.3 offline against .venv's TensorFlow, CPU kernels only; load it with
 # TF_FREQSGD_OPS_LIBRARY. Copied out of bazel-bin, which follows the last build's configuration.

@@ -1,11 +1,18 @@
-"""Flags every benchmark script shares: `--quick`, the reduced sizes of `make bench-quick`.
+"""Flags every benchmark script shares: `--quick`, the reduced sizes of `make bench-quick`; and the
+default directory of MovieLens 100K that the scripts reading it take (`ML100K_DIR`).
 
 A script defines its own flags with their full-run defaults, imports this module (which defines
 `--quick`) and calls `apply_quick({...})` first thing in `main`: with `--quick`, each flag named
 there takes its quick value unless the command line gave it, so `--quick --seeds=2` keeps 2 seeds.
 """
 
+import os
+
 from absl import flags
+
+# Beside the repository: ../shared/data/ml-100k (MovieLens files are never part of this project).
+ML100K_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
+                                           "ml-100k"))
 
 flags.DEFINE_bool("quick", False, "Reduced sizes for a smoke run (`make bench-quick`, minutes); flags "
                   "given on the command line keep their values.")

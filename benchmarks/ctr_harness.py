@@ -16,10 +16,11 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf
 
+import bench_flags  # noqa: E402  (beside this script)
 from tf_freqsgd import data as data_lib
 from tf_freqsgd.models import train_ctr_model
 
-ML100K_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ml-100k")
+ML100K_DIR = bench_flags.ML100K_DIR
 
 
 def read_ml100k(data_dir=ML100K_DIR):

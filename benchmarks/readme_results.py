@@ -6,9 +6,10 @@ last). Only the text between the lines `<!-- benchmarks:begin -->` and `<!-- ben
 of the target (`--readme`, default docs/benchmarks.md) is replaced; everything else in it is left
 as it is, and image links are written relative to the target's directory. Each results file
 present gets its section (quality, rare ids, memory, step time, Keras 3 step time, first step, TFRA at scale, training
-on a cluster, embedding size, choice of defaults), in that order; absent files are listed as not
-run. `--check` writes nothing and exits with status 1 when the target's section differs from what
-the JSON gives.
+on a cluster, embedding size, choice of defaults, MovieLens examples), in that order; absent files are listed as not
+run. The quickstart's output in README.md (`--quickstart_readme`), between `<!-- quickstart:begin -->` and
+`<!-- quickstart:end -->`, is rewritten too, from the quickstart run of `examples.json` (left as it is without
+one). `--check` writes nothing and exits with status 1 when a target's section differs from what the JSON gives.
 
 "Within noise" below compares two optimizers' test means over seeds: their difference is within
 noise when it is at most two standard errors of the difference, `2 * sqrt(s1^2/n1 + s2^2/n2)`
@@ -18,6 +19,7 @@ noise when it is at most two standard errors of the difference, `2 * sqrt(s1^2/n
 import json
 import math
 import os
+import statistics
 import sys
 
 from absl import app, flags
@@ -26,6 +28,8 @@ BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(BENCHMARKS_DIR, "results")
 BENCHMARKS_DOC = os.path.join(BENCHMARKS_DIR, "..", "docs", "benchmarks.md")
 BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
+README = os.path.join(BENCHMARKS_DIR, "..", "README.md")
+QUICKSTART_BEGIN, QUICKSTART_END = "<!-- quickstart:begin -->", "<!-- quickstart:end -->"
 
 TASK_LABELS = {"rating": "rating RMSE ↓", "ctr": "CTR AUC, MLP ↑", "ctr_mf": "CTR AUC, MF ↑",
                "ctr_big_batch": "CTR AUC, MLP, batch 8,192 ↑", "ctr_mf_big_batch": "CTR AUC, MF, batch 8,192 ↑",
@@ -43,7 +47,9 @@ MEMORY_TARGET = 1 / 32  # CounterSGD's optimizer state at most this share of Ada
 flags.DEFINE_string("results_dir", RESULTS_DIR, "Directory of the benchmarks' JSON and PNG files.")
 flags.DEFINE_string("readme", BENCHMARKS_DOC, "The Markdown file whose marked section is rewritten "
                     "(default docs/benchmarks.md).")
-flags.DEFINE_bool("check", False, "Write nothing; exit 1 when the file's section is not what the JSON gives.")
+flags.DEFINE_string("quickstart_readme", None, "The Markdown file whose quickstart output is rewritten (default: "
+                    "README.md when --readme is docs/benchmarks.md, else none); empty: none.")
+flags.DEFINE_bool("check", False, "Write nothing; exit 1 when a file's section is not what the JSON gives.")
 FLAGS = flags.FLAGS
 
 
@@ -51,16 +57,16 @@ class MarkerError(ValueError):
     """The target lacks the markers, or has them twice or in the wrong order."""
 
 
-def replace_section(text, section):
-    """`text` with the lines between the BEGIN and END marker lines replaced by `section`."""
+def replace_section(text, section, begin=BEGIN, end=END):
+    """`text` with the lines between the `begin` and `end` marker lines replaced by `section`."""
     lines = text.split("\n")
-    begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN]
-    ends = [i for i, line in enumerate(lines) if line.strip() == END]
+    begins = [i for i, line in enumerate(lines) if line.strip() == begin]
+    ends = [i for i, line in enumerate(lines) if line.strip() == end]
     if len(begins) != 1 or len(ends) != 1:
-        raise MarkerError(f"The file must hold the line {BEGIN} once and the line {END} once (found "
-                          f"{len(begins)} and {len(ends)}); put both where the benchmark results go.")
+        raise MarkerError(f"The file must hold the line {begin} once and the line {end} once (found "
+                          f"{len(begins)} and {len(ends)}); put both where the generated text goes.")
     if begins[0] > ends[0]:
-        raise MarkerError(f"{END} comes before {BEGIN} in the file.")
+        raise MarkerError(f"{end} comes before {begin} in the file.")
     return "\n".join(lines[:begins[0] + 1] + [section.strip("\n")] + lines[ends[0]:])
 
 
@@ -667,8 +673,203 @@ def choose_estimate_sections(choose):
     return lines
 
 
+# ---- The MovieLens examples (benchmarks/examples.py). ----
+
+DATASET_LABELS = {"synthetic": "synthetic", "ml-100k": "ML-100K"}
+EXAMPLE_TASKS = {"retrieval": "retrieval", "rating": "ranking `--task=rating`", "ctr": "ranking `--task=ctr`"}
+# Per task, the test metrics of the every-optimizer tables: (the key in a run's metrics, the label).
+EXAMPLE_METRICS = {"retrieval": (("recall@10", "r@10"), ("recall@100", "r@100")),
+                   "rating": (("rmse", "RMSE ↓"), ("auc", "AUC")),
+                   "ctr": (("auc", "AUC"), ("log_loss", "log-loss ↓"))}
+VERDICTS = {"within noise of": "within noise", "better than": "better", "worse than": "worse"}
+
+
+def find_run(examples, group=None, **fields):
+    """The run (of `group`, if given) whose settings (examples.json's "run") have `fields`' values, or None."""
+    return next((record for record in examples["runs"] if (group is None or group in record["groups"])
+                 and all(record["run"][key] == value for key, value in fields.items())), None)
+
+
+def shown_metrics(record):
+    """'recall@10 0.0408, ...': every figure a run's metrics JSON holds (counts left out), or its failure."""
+    if record["status"] != "ok":
+        return record["status"]
+    return ", ".join(f"{name} {value:.4f}" for name, value in record["metrics"].items() if isinstance(value, float))
+
+
+def run_rows(records):
+    """A table of runs: each one's command, rate, test metrics, training time."""
+    lines = ["| command | lr | test metrics | train seconds |", "|---|---|---|---|"]
+    for record in records:
+        if record["status"] == "ok":
+            lines.append(f"| `{record['command']}` | {record['config']['learning_rate']:g} | {shown_metrics(record)} | "
+                         f"{record['train_seconds']:.1f} |")
+        else:
+            lines.append(f"| `{record['command']}` | | {shown_metrics(record)} | |")
+    return lines + [""]
+
+
+def seed_stats(records, metric):
+    """{"mean", "std", "n"} of `metric` over the runs that finished (sample std; 0 for one run), or None."""
+    values = [record["metrics"][metric] for record in records if record["status"] == "ok"]
+    if not values:
+        return None
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
+def optimizer_tables(examples):
+    """Per task, every optimizer's test metrics at its default rate on each data set."""
+    settings = examples["settings"]
+    datasets = settings["datasets"]
+    lines = []
+    for task in settings["tasks"]:
+        metrics = EXAMPLE_METRICS[task]
+        lines += [f"| {EXAMPLE_TASKS[task]} | lr | " + " | ".join(f"{DATASET_LABELS[dataset]} {label}"
+                                                               for dataset in datasets for _, label in metrics) + " |",
+                  "|---|---|" + "---|" * (len(datasets) * len(metrics))]
+        for optimizer in settings["optimizers"]:
+            records = [find_run(examples, "optimizers", optimizer=optimizer, dataset=dataset,
+                                task=None if task == "retrieval" else task) for dataset in datasets]
+            finished = [record for record in records if record and record["status"] == "ok"]
+            rates = sorted({f"{record['config']['learning_rate']:g}" for record in finished})
+            cells = [(f"{record['metrics'][key]:.4f}" if record in finished else "failed") if record else "–"
+                     for record in records for key, _ in metrics]
+            lines.append(f"| {optimizer} | {', '.join(rates)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def logq_table(examples):
+    """Each optimizer's retrieval recall with each log-Q correction, over the seeds, against none."""
+    settings = examples["settings"]
+    lines = ["| data | optimizer | log-Q | recall@10 | recall@100 | recall@100 against none's |",
+             "|---|---|---|---|---|---|"]
+    for dataset in settings["datasets"]:
+        for optimizer, corrections in settings["logq_corrections"].items():
+            runs = {logq: [record for record in examples["runs"] if "logq" in record["groups"]
+                           and record["run"]["dataset"] == dataset and record["run"]["optimizer"] == optimizer
+                           and record["run"]["logq"] == logq] for logq in corrections}
+            none = seed_stats(runs["none"], "recall@100")
+            for logq, records in runs.items():
+                if not records:
+                    continue
+                recall = seed_stats(records, "recall@100")
+                against = "–"
+                if logq != "none" and none and recall:
+                    verdict, difference, noise = compare(recall, none)
+                    against = f"{signed(difference, 4)} ({VERDICTS[verdict]}, noise ±{noise:.4f})"
+                lines.append(f"| {DATASET_LABELS[dataset]} | {optimizer} | {logq} | "
+                             f"{mean_std(seed_stats(records, 'recall@10'))} | {mean_std(recall)} | {against} |")
+    return lines + [""]
+
+
+def counter_against_counts(examples):
+    """Per data set and optimizer with both: the counters' log-Q estimate against the training split's counts."""
+    lines = []
+    for dataset in examples["settings"]["datasets"]:
+        for optimizer, corrections in examples["settings"]["logq_corrections"].items():
+            stats = {logq: seed_stats([record for record in examples["runs"] if "logq" in record["groups"]
+                                       and record["run"]["dataset"] == dataset
+                                       and record["run"]["optimizer"] == optimizer
+                                       and record["run"]["logq"] == logq], "recall@100")
+                     for logq in ("counter", "counts") if logq in corrections}
+            if len(stats) == 2 and all(stats.values()):
+                verdict, difference, noise = compare(stats["counter"], stats["counts"])
+                lines.append(f"* {DATASET_LABELS[dataset]}, {optimizer}: recall@100 with the counters' estimate is "
+                             f"{verdict} the training split's counts' ({difference:+.4f}, noise ±{noise:.4f}).")
+    return lines + [""] if lines else []
+
+
+def examples_sections(examples):
+    settings = examples["settings"]
+    records = examples["runs"]
+    reference = settings["reference_dataset"]
+    sizes = [f"`--{name}={settings[name]}`" for name in ("num_ratings", "epochs") if settings[name]]
+    finished = [record for record in records if record["status"] == "ok"]
+    defaults = (f"d = {finished[0]['config']['embedding_dim']}, {finished[0]['config']['epochs']} epoch(s), batch "
+                + " and ".join(f"{size} ({example})" for example, size in
+                               {r["run"]["example"]: r["config"]["batch_size"] for r in finished}.items())
+                if finished else "(no run finished)")
+    data = "; ".join(f"{DATASET_LABELS[dataset]}: " + (f"`--data_dir={settings['data_dir']}`" if dataset == "ml-100k"
+                                                        else "the built-in set, no data flag")
+                     for dataset in settings["datasets"])
+    lines = ["### MovieLens examples", "",
+             f"`benchmarks/examples.py` (`make bench-examples`) on {examples['date']}: the programs "
+             "`examples/movielens_retrieval.py` and `examples/movielens_ranking.py` run as a user runs them, from the "
+             "repository root, with the commands shown (each given `--metrics_json` too, whose file its figures "
+             "come from; README's quickstart command, whose output README shows, is run without it and read where "
+             "the example writes by default); "
+             f"{len(records)} runs, {settings['parallel']} at a time on {settings['cpus']} CPU cores, "
+             f"{examples['seconds'] / 60:.0f} minutes, so train seconds are those of a shared machine. The examples' "
+             f"defaults: counter_sgd, {defaults}, seed 0, split 80/10/10; data: {data}."
+             + (f" Added to every command: {', '.join(sizes)}." if sizes else ""), ""]
+    if settings["quick"]:
+        lines += ["**Quick run** (`--quick`): a smoke test of the examples, not figures to quote.", ""]
+    lines += [f"Skipped: {dataset} ({why})." for dataset, why in examples.get("skipped", {}).items()]
+    default_runs = [find_run(examples, "optimizers", optimizer="counter_sgd", dataset=dataset,
+                             task=None if task == "retrieval" else task)
+                    for dataset in settings["datasets"] for task in settings["tasks"]]
+    default_runs = [record for record in default_runs if record]  # none where counter_sgd was not measured
+    if default_runs:
+        lines += ["#### Default runs", "", "counter_sgd, the examples' default optimizer, at its default rate:",
+                  ""] + run_rows(default_runs)
+    if "optimizers" in settings["groups"]:
+        lines += ["#### Every optimizer at its default rate", "",
+                  "`--optimizer=NAME` added to the commands above; test metrics, seed 0:", ""]
+        lines += optimizer_tables(examples)
+    embedding_runs = [record for record in records if "embeddings" in record["groups"]]
+    if embedding_runs:
+        baselines = []  # each kind's command without --embedding (nor a rate of its own), once per task
+        for record in embedding_runs:
+            baseline = find_run(examples, **dict(record["run"], embedding="table", learning_rate=None))
+            if baseline and baseline not in baselines:
+                baselines.append(baseline)
+        lines += ["#### Other embedding kinds", "",
+                  f"`--embedding`, counter_sgd on {DATASET_LABELS[reference]}, against plain tables (the commands "
+                  "without `--embedding`); the rates were chosen per optimizer, not per kind (mlet's retrieval has "
+                  "its own: the default diverges there):", ""]
+        lines += run_rows(baselines + embedding_runs)
+    excluded = find_run(examples, "exclude_rated", exclude_rated=True)
+    if excluded:
+        baseline = find_run(examples, **dict(excluded["run"], exclude_rated=False))
+        lines += ["#### Excluding each user's rated movies", "",
+                  f"`--exclude_rated` (each user's training movies left out of their ranking), counter_sgd on "
+                  f"{DATASET_LABELS[reference]}:", ""] + run_rows([record for record in (baseline, excluded) if record])
+    if any("logq" in record["groups"] for record in records):
+        seeds = ", ".join(map(str, settings["seeds"]))
+        lines += ["#### Log-Q correction from the counters", "",
+                  "Retrieval at each optimizer's default rate with each correction (`--logq=none|counter|counts`; the "
+                  "one `--logq=auto` picks, counter where the optimizer keeps counters, else counts, is the command "
+                  f"without `--logq`), test recall mean ± std over seeds {seeds} (`--seed`); against none: the "
+                  "difference of means, within noise when at most two standard errors.", ""]
+        lines += logq_table(examples) + counter_against_counts(examples)
+    failed = [record for record in records if record["status"] != "ok"]
+    if failed:
+        lines += ["Failed runs: " + "; ".join(f"`{record['command']}` ({record['status']})" for record in failed)
+                  + ".", ""]
+    return lines
+
+
+def quickstart_block(examples):
+    """README's quickstart output from the quickstart run of examples.json: the lines before
+    training, "..." for Keras' progress, then the report; or None without that run."""
+    record = examples and next((record for record in examples["runs"] if "quickstart" in record["groups"]), None)
+    if not record or record["status"] != "ok":
+        return None
+    lines = record["stdout"].rstrip("\n").split("\n")
+    training = next(i for i, line in enumerate(lines) if not line.strip() or line.startswith("Epoch "))
+    example = os.path.splitext(os.path.basename(record["command"].split()[0]))[0]
+    report = next(i for i, line in enumerate(lines) if line.startswith(f"{example} on "))
+    settings = examples["settings"]
+    return (["```"] + lines[:training] + ["..."] + lines[report:] + ["```", "",
+            f"Printed by `{record['command']}`",
+            f"as `make bench-examples` ran it on {examples['date']} ({settings['parallel']} runs at a time on "
+            f"{settings['cpus']} CPU cores; `benchmarks/results/examples.json`)."])
+
+
 RESULT_FILES = ("run_all", "quality", "state_memory", "step_time", "keras3_step_time", "first_step", "dynamic_scale",
-                "cluster", "embedding_size", "choose_estimate")
+                "cluster", "embedding_size", "choose_estimate", "examples")
 
 
 def render(results_dir, readme_dir):
@@ -690,6 +891,7 @@ def render(results_dir, readme_dir):
         ("training on a cluster", data["cluster"] and cluster_sections(data["cluster"], *where)),
         ("embedding size", data["embedding_size"] and embedding_size_sections(data["embedding_size"], *where)),
         ("choice of defaults", data["choose_estimate"] and choose_estimate_sections(data["choose_estimate"])),
+        ("MovieLens examples", data["examples"] and examples_sections(data["examples"])),
     ]
     lines = header(data["run_all"], *where) + [""]
     for _, section_lines in sections:
@@ -700,22 +902,48 @@ def render(results_dir, readme_dir):
     return "\n".join(lines)
 
 
-def main(argv):
-    del argv
-    readme = os.path.abspath(FLAGS.readme)
-    with open(readme) as f:
+def rewrite(path, section, begin, end, what):
+    """Puts `section` between `path`'s `begin` and `end` lines; with --check, only compares. Returns
+    False where --check finds the file's `what` (its name in messages) out of date."""
+    with open(path) as f:
         text = f.read()
-    updated = replace_section(text, render(os.path.abspath(FLAGS.results_dir), os.path.dirname(readme)))
+    updated = replace_section(text, section, begin, end)
     if FLAGS.check:
         if updated != text:
-            print(f"{readme}: the benchmark section differs from {FLAGS.results_dir}'s JSON; run "
+            print(f"{path}: the {what} differs from {FLAGS.results_dir}'s JSON; run "
                   "`.venv/bin/python benchmarks/readme_results.py`.", file=sys.stderr)
-            sys.exit(1)
-        print(f"{readme}: the benchmark section matches the JSON.")
-        return
-    with open(readme, "w") as f:
+            return False
+        print(f"{path}: the {what} matches the JSON.")
+        return True
+    with open(path, "w") as f:
         f.write(updated)
-    print(f"Rewrote the benchmark section of {readme} from {FLAGS.results_dir}.")
+    print(f"Rewrote the {what} of {path} from {FLAGS.results_dir}.")
+    return True
+
+
+def quickstart_target(readme):
+    """The file whose quickstart output is rewritten, or None: --quickstart_readme, by default
+    README.md beside the default --readme (another --readme is a copy: the README stays as it is)."""
+    if FLAGS.quickstart_readme is not None:
+        return FLAGS.quickstart_readme and os.path.abspath(FLAGS.quickstart_readme)
+    return os.path.abspath(README) if os.path.normpath(readme) == os.path.abspath(BENCHMARKS_DOC) else None
+
+
+def main(argv):
+    del argv
+    results_dir, readme = os.path.abspath(FLAGS.results_dir), os.path.abspath(FLAGS.readme)
+    current = [rewrite(readme, render(results_dir, os.path.dirname(readme)), BEGIN, END, "benchmark section")]
+    quickstart_readme = quickstart_target(readme)
+    if quickstart_readme:
+        block = quickstart_block(load(results_dir, "examples"))
+        if block is None:
+            print(f"{quickstart_readme}: no quickstart run in {results_dir}/examples.json; its quickstart output is "
+                  "left as it is.")
+        else:
+            current.append(rewrite(quickstart_readme, "\n".join(block), QUICKSTART_BEGIN, QUICKSTART_END,
+                                   "quickstart output"))
+    if not all(current):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
 """Runs every benchmark, each in its own process, then regenerates docs/benchmarks.md's results.
 
-Run: `make bench` (`.venv/bin/python benchmarks/run_all.py`; about 2 hours on 2 cores, most of it the
+Run: `make bench` (`.venv/bin/python benchmarks/run_all.py`; about 4 hours on 2 cores, most of it the
 quality benchmark's TFRS-tutorial retrieval) or `make bench-quick` (`--quick`: every script's reduced
 sizes, a few minutes).
 
 * Full: results in `benchmarks/results/`, then `docs/benchmarks.md`'s section between
-  `<!-- benchmarks:begin -->` and `<!-- benchmarks:end -->` is rewritten from them
-  (`benchmarks/readme_results.py`).
-* Quick: results in `build/bench-quick/`, and the regenerated document goes to
-  `build/bench-quick/benchmarks.md`: the quick figures are a smoke test, not for the docs
-  (`--readme=docs/benchmarks.md` rewrites it in place anyway).
+  `<!-- benchmarks:begin -->` and `<!-- benchmarks:end -->` is rewritten from them, and README.md's
+  quickstart output from the examples' results (`benchmarks/readme_results.py`).
+* Quick: results in `build/bench-quick/`, and the regenerated documents go to
+  `build/bench-quick/benchmarks.md` and `build/bench-quick/README.md`, copies: the quick figures are a
+  smoke test, not for the docs (`--readme=docs/benchmarks.md` rewrites that one in place anyway).
 
 Each script's output streams here and into `build/bench-logs/<mode>/<name>.log`; `run_all.json` records
 the command, status and seconds of each. A failing script does not stop the others, but the run
@@ -30,6 +30,7 @@ from absl import app, flags
 BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(BENCHMARKS_DIR)
 BENCHMARKS_DOC = os.path.join(REPO_DIR, "docs", "benchmarks.md")
+README = os.path.join(REPO_DIR, "README.md")
 RESULTS_DIR = os.path.join(BENCHMARKS_DIR, "results")
 QUICK_RESULTS_DIR = os.path.join(REPO_DIR, "build", "bench-quick")
 ML100K_DIR = os.path.normpath(os.path.join(REPO_DIR, "..", "shared", "data", "ml-100k"))
@@ -65,6 +66,8 @@ BENCHMARKS = (
     Benchmark("embedding_size", "embedding_size.py",
               lambda d: [f"--output_json={d}/embedding_size.json", f"--output_png_prefix={d}/embedding_size"],
               data_flag="data_dir", about="6-12 minutes"),
+    Benchmark("examples", "examples.py", lambda d: [f"--output_json={d}/examples.json"], data_flag="data_dir",
+              about="22 minutes"),
     Benchmark("choose_estimate", "choose_estimate.py", lambda d: [f"--output_json={d}/choose_estimate.json"],
               data_flag="ml100k_dir", in_full=False, about="20 minutes: not in `make bench`"),
 )
@@ -75,8 +78,8 @@ flags.DEFINE_list("only", [], f"Run only these benchmarks, of {NAMES} (choose_es
 flags.DEFINE_list("skip", [], "Benchmarks not to run.")
 flags.DEFINE_string("output_dir", None, "Results directory (default: benchmarks/results, or build/bench-quick "
                     "with --quick).")
-flags.DEFINE_string("readme", None, "Results document to regenerate (default: docs/benchmarks.md, or "
-                    "build/bench-quick/benchmarks.md with --quick, a copy of it); empty: none.")
+flags.DEFINE_string("readme", None, "Results document to regenerate (default: docs/benchmarks.md, and README.md's "
+                    "quickstart output; with --quick, copies of both in build/bench-quick); empty: none.")
 flags.DEFINE_string("logs_dir", None, "Where each script's output is logged (default: build/bench-logs/<full|quick>).")
 flags.DEFINE_string("data_dir", ML100K_DIR, "MovieLens 100K's directory, for the scripts that read it.")
 FLAGS = flags.FLAGS
@@ -179,10 +182,14 @@ def main(argv):
     if failed:
         sys.exit(1)
     if readme:
+        command = [sys.executable, os.path.join(BENCHMARKS_DIR, "readme_results.py"), f"--results_dir={output_dir}",
+                   f"--readme={readme}"]
         if FLAGS.quick and FLAGS.readme is None:
             shutil.copyfile(BENCHMARKS_DOC, readme)
-        status = subprocess.run([sys.executable, os.path.join(BENCHMARKS_DIR, "readme_results.py"),
-                                 f"--results_dir={output_dir}", f"--readme={readme}"]).returncode
+            quickstart_readme = os.path.join(output_dir, "README.md")
+            shutil.copyfile(README, quickstart_readme)
+            command.append(f"--quickstart_readme={quickstart_readme}")
+        status = subprocess.run(command).returncode
         if status:
             sys.exit(status)
 

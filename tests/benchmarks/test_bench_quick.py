@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from absl import flags
@@ -151,6 +152,35 @@ def test_cluster_meters_every_run_on_local_clusters(tmp_path):
     assert (tmp_path / "cluster.png").exists()
 
 
+def test_examples_runs_the_programs_as_a_user_does_and_keeps_the_quickstarts_output(tmp_path):
+    """examples.py at its quick sizes, two runs at once: a ranking command, given --metrics_json, and
+    README's quickstart command (retrieval with nothing else), whose output is kept and rendered."""
+    output = tmp_path / "examples.json"
+    result = run_script("examples.py", "--quick", "--groups=optimizers,quickstart", "--optimizers=counter_sgd",
+                        "--tasks=ctr", f"--output_json={output}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    examples = json.loads(output.read_text())
+    assert examples["settings"]["quick"] and examples["settings"]["datasets"] == ["synthetic"]
+    ranking, quickstart = examples["runs"]
+    assert ranking["command"] == "examples/movielens_ranking.py --task=ctr --num_ratings=3000 --epochs=1"
+    assert ranking["groups"] == ["optimizers"] and ranking["status"] == "ok" and "stdout" not in ranking
+    assert ranking["config"]["task"] == "ctr" and 0 < ranking["metrics"]["auc"] < 1
+    assert quickstart["command"] == "examples/movielens_retrieval.py --num_ratings=3000 --epochs=1"
+    assert quickstart["config"]["logq"] == "counter" and 0 <= quickstart["metrics"]["recall@100"] <= 1
+    # Written to the run's own temporary directory, shown as the default path a user sees.
+    assert f"Metrics written to {tempfile.gettempdir()}/movielens_retrieval_metrics.json" in quickstart["stdout"]
+    import test_readme_results
+
+    block = "\n".join(test_readme_results.generator.quickstart_block(examples))
+    assert block.startswith("```\nData: synthetic (synthetic-100k-n3000, generated;") and "\n...\n" in block
+    assert f"| test recall@100 | {quickstart['metrics']['recall@100']:.4f} |" in block
+
+
+def test_examples_names_a_bad_group():
+    result = run_script("examples.py", "--groups=optimizers,bogus", timeout=60)
+    assert result.returncode != 0 and "--groups: unknown ['bogus']" in result.stderr
+
+
 @pytest.mark.parametrize("script, args, message", [
     ("quality.py", ["--tasks=rating,bogus"], "unknown task 'bogus'"),
     ("quality.py", ["--optimizers=lamb"], "unknown optimizer 'lamb'"),
@@ -197,3 +227,5 @@ def test_a_quick_run_regenerates_a_copy_of_the_benchmarks_doc_beside_its_results
     assert result.returncode == 0, result.stderr[-3000:]
     text = (tmp_path / "benchmarks.md").read_text()
     assert "**Quick run**" in text and "### Optimizer-state memory" in text
+    # README's copy, whose quickstart output stays as it is without the examples' results.
+    assert "<!-- quickstart:begin -->" in (tmp_path / "README.md").read_text()

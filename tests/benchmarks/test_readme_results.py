@@ -1,12 +1,14 @@
 """The benchmark-results generator (default target docs/benchmarks.md): only the marked section
 changes, and every figure comes from the JSON.
 
-The fixture JSON in `fixtures/` is the output of one `make bench-quick` (curves trimmed)."""
+The fixture JSON in `fixtures/` is the output of one `make bench-quick` (curves trimmed); examples.json
+that of `benchmarks/examples.py --quick --seeds=0,1`."""
 
 import importlib.util
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -139,7 +141,61 @@ def test_missing_results_are_listed(tmp_path):
     text = generator.render(str(tmp_path), str(tmp_path))
     assert "### Optimizer-state memory" in text
     assert ("No results yet for: quality, learning-rate robustness, big batches, rare ids, step time, Keras 3 step time, first step, TFRA at scale, "
-            "training on a cluster, embedding size, choice of defaults.") in text
+            "training on a cluster, embedding size, choice of defaults, MovieLens examples.") in text
+
+
+def example_runs(group, **fields):
+    return [record for record in fixture("examples")["runs"] if group in record["groups"]
+            and all(record["run"][key] == value for key, value in fields.items())]
+
+
+def test_examples_section_shows_each_runs_command_and_figures():
+    section = rendered().split("### MovieLens examples")[1]
+    default_run = example_runs("optimizers", optimizer="counter_sgd", task="ctr")[0]
+    assert (f"| `{default_run['command']}` | 0.3 | auc {default_run['metrics']['auc']:.4f}, log_loss "
+            f"{default_run['metrics']['log_loss']:.4f} | {default_run['train_seconds']:.1f} |") in section
+    for record in example_runs("optimizers", task=None):  # retrieval, one data set in the fixture
+        recall = record["metrics"]
+        assert (f"| {record['run']['optimizer']} | {record['config']['learning_rate']:g} | {recall['recall@10']:.4f} "
+                f"| {recall['recall@100']:.4f} |") in section
+    for record in example_runs("embeddings") + example_runs("exclude_rated"):
+        first_metric = next(iter(record["metrics"]))
+        assert (f"| `{record['command']}` | {record['config']['learning_rate']:g} | {first_metric} "
+                f"{record['metrics'][first_metric]:.4f}, ") in section
+    assert "`examples/movielens_retrieval.py --embedding=mlet --learning_rate=0.005" in section
+
+
+def test_examples_logq_rows_are_the_seeds_mean_and_sample_std():
+    section = rendered().split("#### Log-Q correction from the counters")[1]
+    for optimizer, corrections in fixture("examples")["settings"]["logq_corrections"].items():
+        for logq in corrections:
+            recalls = [record["metrics"]["recall@100"]
+                       for record in example_runs("logq", optimizer=optimizer, logq=logq)]
+            if recalls:
+                assert len(recalls) == 2
+                stats = f"{statistics.mean(recalls):.4f} ± {statistics.stdev(recalls):.4f}"
+                assert f"| synthetic | {optimizer} | {logq} | " in section and stats in section
+    assert "* synthetic, counter_sgd: recall@100 with the counters' estimate is" in section
+
+
+def test_quickstart_output_is_the_runs_own_between_its_markers(tmp_path):
+    quickstart = example_runs("quickstart")[0]
+    block = generator.quickstart_block(fixture("examples"))
+    assert block[:3] == ["```", quickstart["stdout"].split("\n")[0], "..."]
+    assert block[3].startswith("movielens_retrieval on ") and "| test recall@10 |" in "\n".join(block)
+    assert block[-4:-2] == ["```", ""] and block[-2] == f"Printed by `{quickstart['command']}`"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n{generator.QUICKSTART_BEGIN}\nold output\n{generator.QUICKSTART_END}\nafter\n")
+    command = [sys.executable, SCRIPT, f"--results_dir={FIXTURES}", f"--readme={tmp_path / 'benchmarks.md'}",
+               f"--quickstart_readme={readme}"]
+    (tmp_path / "benchmarks.md").write_text(README)
+    stale = subprocess.run(command + ["--check"], capture_output=True, text=True, timeout=60)
+    assert stale.returncode == 1 and "quickstart output differs" in stale.stderr
+    assert subprocess.run(command, capture_output=True, text=True, timeout=60).returncode == 0
+    text = readme.read_text()
+    assert "old output" not in text and "\n".join(block) in text
+    assert text.endswith(f"{generator.QUICKSTART_END}\nafter\n")
+    assert subprocess.run(command + ["--check"], capture_output=True, text=True, timeout=60).returncode == 0
 
 
 def test_check_mode_reports_a_stale_section(tmp_path):
@@ -160,11 +216,15 @@ def test_the_default_target_is_docs_benchmarks_md_with_one_pair_of_markers():
     with open(target, encoding="utf-8") as f:
         text = f.read()
     generator.replace_section(text, "section")  # raises MarkerError unless the markers are there once
-    with open(os.path.join(HERE, "..", "..", "README.md"), encoding="utf-8") as f:
-        assert generator.BEGIN not in f.read()
+    assert os.path.normpath(generator.README) == os.path.normpath(os.path.join(HERE, "..", "..", "README.md"))
+    with open(generator.README, encoding="utf-8") as f:
+        readme = f.read()
+    assert generator.BEGIN not in readme
+    generator.replace_section(readme, "output", generator.QUICKSTART_BEGIN, generator.QUICKSTART_END)
 
 
 def test_the_committed_benchmarks_doc_is_what_the_committed_results_give():
-    """docs/benchmarks.md's results section is generated from benchmarks/results/*.json, never hand-edited."""
+    """docs/benchmarks.md's results section, and README.md's quickstart output, are generated from
+    benchmarks/results/*.json, never hand-edited."""
     completed = subprocess.run([sys.executable, SCRIPT, "--check"], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stdout + completed.stderr
