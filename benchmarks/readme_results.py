@@ -620,32 +620,41 @@ def cluster_sections(cluster, results_dir, readme_dir):
 
 
 def embedding_size_sections(sizes, results_dir, readme_dir):
+    seeds = sizes.get("seeds", 1)
     lines = ["### Embedding size: MLET and PEP against plain tables", "",
-             f"`benchmarks/embedding_size.py` on {sizes['dataset']}: test metric (learning rate and epoch chosen on "
-             f"validation, one seed) and embedding parameters at inference; MLET's inner width "
-             f"{sizes['mlet_inner_dim']}, PEP at d = {sizes['pep_dim']}.", ""]
+             f"`benchmarks/embedding_size.py` on {sizes['dataset']}: test metric, mean ± standard deviation over "
+             f"{seeds} seed(s) (learning rate, and MLET's inner width, chosen on validation at seed 0; the epoch "
+             f"on validation per seed, of {sizes['epochs']}, PEP tickets {sizes.get('retrain_epochs', sizes['epochs'])}"
+             f"); embedding parameters at inference (seed mean) and the serving export's weights on disk (the "
+             f"SavedModel's variables/, biases included; seed 0, first optimizer). PEP at d = {sizes['pep_dim']}: "
+             "tickets are the masks PEP's pruning reached, retrained from the initial values; magnitude tickets, "
+             "for reference, keep the trained full model's largest entries.", ""]
     for task in ("rating", "ctr"):
         results = sizes.get(task)
         if not results:
             continue
         optimizers = list(results)
         first = results[optimizers[0]]
-        rows = [("biases only", 0, lambda r: r["biases_only"])]
-        rows += [(f"plain d={d}", first["plain"][d]["parameters"], lambda r, d=d: r["plain"][d])
-                 for d in sorted(first["plain"], key=int)]
-        rows += [(f"MLET d={d}", first["mlet"][d]["parameters"], lambda r, d=d: r["mlet"][d])
-                 for d in sorted(first["mlet"], key=int)]
-        rows += [(f"PEP ticket, target {run['target_sparsity']:g} (sparsity {run['sparsity']:.3f})", run["parameters"],
-                  lambda r, i=i: r["pep"]["retrained"][i]) for i, run in enumerate(first["pep"]["retrained"])]
+        rows = [("biases only", lambda r: r["biases_only"])]
+        rows += [(f"plain d={d}", lambda r, d=d: r["plain"][d]) for d in sorted(first["plain"], key=int)]
+        mlet_rows = sorted(first["mlet"].items(), key=lambda item: int(item[0]))
+        rows += [(f"MLET d={d} (inner {run.get('inner_dim', sizes.get('mlet_inner_dim'))})",
+                  lambda r, d=d: r["mlet"][d]) for d, run in mlet_rows]
+        for kind, name in (("retrained", "PEP ticket"), ("magnitude", "magnitude ticket")):
+            reached = {target for optimizer in optimizers for target in results[optimizer].get("pep", {}).get(kind, {})}
+            for target in sorted(reached, key=float):
+                rows.append((f"{name}, target {target}",
+                             lambda r, kind=kind, target=target: r["pep"][kind].get(target)))
         lines += [f"**{EMBEDDING_SIZE_LABELS[task]}**", "",
-                  "| model | embedding parameters | " + " | ".join(optimizers) + " |",
-                  "|---|---|" + "---|" * len(optimizers)]
-        for name, parameters, pick in rows:
-            cells = []
-            for optimizer in optimizers:
-                run = pick(results[optimizer])
-                cells.append("diverged" if run["test"] is None else f"{run['test']:.4f} (lr {run['learning_rate']:g})")
-            lines.append(f"| {name} | {parameters:,} | " + " | ".join(cells) + " |")
+                  "| model | embedding parameters (first column's) | serving weights | "
+                  + " | ".join(optimizers) + " |",
+                  "|---|---|---|" + "---|" * len(optimizers)]
+        for name, pick in rows:
+            reference = next(pick(results[optimizer]) for optimizer in optimizers if pick(results[optimizer]))
+            cells = [_embedding_size_cell(pick(results[optimizer]), seeds) for optimizer in optimizers]
+            size = reference.get("serving_bytes")
+            lines.append(f"| {name} | {reference['parameters']:,.0f} | "
+                         f"{'' if size is None else f'{size / 1024:,.0f} KiB'} | " + " | ".join(cells) + " |")
         lines.append("")
     targets = sizes.get("targets", {})
     for task, by_optimizer in targets.items():
@@ -657,6 +666,20 @@ def embedding_size_sections(sizes, results_dir, readme_dir):
     for figure in ("mlet", "pep"):
         lines += image(results_dir, readme_dir, f"embedding_size_{figure}.png", f"embedding size, {figure}")
     return lines
+
+
+def _embedding_size_cell(run, seeds):
+    """``mean ± std (lr, sparsity)`` of one embedding-size run over its seeds (of ``seeds`` run)."""
+    if run is None:
+        return "not reached"
+    if run["test"] is None:
+        return "diverged"
+    spread = [value for value in run.get("test_seeds", []) if value is not None]
+    text = f"{run['test']:.4f}" + (f" ± {statistics.pstdev(spread):.4f}" if len(spread) > 1 else "")
+    details = [f"lr {run['learning_rate']:g}"] + ([f"sparsity {run['sparsity']:.3f}"] if "sparsity" in run else [])
+    if len(spread) < seeds:  # a PEP target some seeds did not reach
+        details.append(f"{len(spread)} of {seeds} seeds")
+    return f"{text} ({', '.join(details)})"
 
 
 def choose_estimate_sections(choose):
