@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_freqsgd import ops
+from tf_freqsgd.optimizers import step_checks
 
 import bench_flags  # noqa: E402  (beside this script)
 
@@ -38,6 +39,8 @@ flags.DEFINE_float("zipf_exponent", 1.05, "Exponent of the ids' Zipf distributio
 flags.DEFINE_integer("blocks", 15, "Timed blocks; the median block is reported.")
 flags.DEFINE_integer("steps_per_block", 10, "Steps per timed block.")
 flags.DEFINE_integer("whole_table_blocks", 3, "Timed blocks of 2 steps for optimizers that update the whole table.")
+flags.DEFINE_list("breakdown_tables", ["10000000x16", "100000x16"], "Tables (ROWSxDIM) on which CounterSGD's fused "
+                  "update is timed in parts beside legacy SGD's (`breakdown`); empty: none.")
 flags.DEFINE_string("output_dir", RESULTS_DIR, "Where the JSON and PNG go.")
 FLAGS = flags.FLAGS
 
@@ -145,6 +148,79 @@ def measure_table(rows, dim, batches):
     return {name: results[name] for name in chosen}
 
 
+def breakdown_parts(rows, dim):
+    """CounterSGD's fused update and legacy SGD's on their own tables, whole and in parts, each a
+    traced function of the batch's ids: the scatter that is all of legacy SGD's update, the fused
+    op alone (grouping the ids, the counters, the rows), and the step's checks alone (ids in range,
+    finite values) as the update makes them and as TensorFlow ops make them without the library."""
+    lr = 0.1
+    values = tf.random.normal([FLAGS.batch, dim])
+    sgd_table = tf.Variable(tf.random.normal([rows, dim], stddev=0.01), name="sgd_table")
+    counter_table = tf.Variable(tf.random.normal([rows, dim], stddev=0.01), name="counter_table")
+    sgd = tf.keras.optimizers.legacy.SGD(lr)
+    counter_sgd = tf_freqsgd.CounterSGD(lr)
+    os.environ[ops.PATH_ENV] = "custom"
+    fused = ops.fused_ops()
+
+    def gradient(ids):
+        return tf.IndexedSlices(values, ids, tf.constant([rows, dim]))
+
+    @tf.function
+    def sgd_update(ids):
+        sgd.apply_gradients([(gradient(ids), sgd_table)])
+
+    @tf.function
+    def scatter_alone(ids):
+        tf.raw_ops.ResourceScatterAdd(resource=sgd_table.handle, indices=ids, updates=-lr * values)
+
+    @tf.function
+    def counter_sgd_update(ids):
+        counter_sgd.apply_gradients([(gradient(ids), counter_table)])
+
+    counter_sgd.build([counter_table])
+    counter = counter_sgd.row_state(counter_table)["counter"]
+    attributes = counter_sgd.fused_attributes(counter_table)
+
+    @tf.function
+    def fused_op_alone(ids):
+        fused.resource_sparse_apply_counter_sgd(counter_table.handle, counter.handle, lr, counter_sgd.step, values, ids,
+                                                **attributes)
+
+    def checks_alone(checks_ops):
+        @tf.function
+        def checks(ids):
+            zero = tf.cast(counter_sgd.applied_steps < 0, tf.float32)
+            required, finite = step_checks.step_conditions(counter_sgd.name, [(gradient(ids), counter_table)], zero,
+                                                           ops=checks_ops)
+            with tf.control_dependencies(step_checks.assertions(required + finite)):
+                return tf.identity(zero)
+
+        return checks
+
+    return {"SGD (legacy): update": sgd_update, "SGD (legacy): its scatter alone": scatter_alone,
+            "CounterSGD, fused op: update": counter_sgd_update, "CounterSGD: the fused op alone": fused_op_alone,
+            "CounterSGD: the step checks alone (GradientChecks op, as in the update)": checks_alone(fused),
+            "CounterSGD: the step checks alone (TensorFlow ops)": checks_alone(None)}
+
+
+def measure_breakdown(rows, dim, batches):
+    """The median ms of each of `breakdown_parts`, in interleaved blocks after a warm-up."""
+    parts = breakdown_parts(rows, dim)
+    for function in parts.values():
+        for ids in batches[:3]:
+            function(ids)
+    times = {name: [] for name in parts}
+    for block in range(FLAGS.blocks):
+        for name, function in parts.items():
+            started = time.perf_counter()
+            for i in range(FLAGS.steps_per_block):
+                function(batches[(block * FLAGS.steps_per_block + i) % len(batches)])
+            times[name].append((time.perf_counter() - started) / FLAGS.steps_per_block)
+    medians = {name: 1e3 * statistics.median(block_times) for name, block_times in times.items()}
+    baseline = medians["SGD (legacy): update"]
+    return {name: {"ms": ms, "ratio_to_sgd_update": ms / baseline} for name, ms in medians.items()}
+
+
 def plot(results, path):
     import matplotlib
 
@@ -167,7 +243,8 @@ def plot(results, path):
 
 def main(argv):
     del argv
-    bench_flags.apply_quick({"tables": ["100000x64"], "blocks": 3, "steps_per_block": 5, "whole_table_blocks": 1})
+    bench_flags.apply_quick({"tables": ["100000x64"], "blocks": 3, "steps_per_block": 5, "whole_table_blocks": 1,
+                             "breakdown_tables": ["100000x16"]})
     if not ops.custom_op_available():
         raise SystemExit("The fused op is not built: run `make install` first.")
     rng = np.random.default_rng(0)
@@ -182,9 +259,15 @@ def main(argv):
             row["step_ratio"] = row["step_ms"] / baseline["step_ms"]
             row["update_ratio"] = row["update_ms"] / baseline["update_ms"]
         results[spec] = table_results
+    breakdown = {}
+    for spec in FLAGS.breakdown_tables:
+        rows, dim = map(int, spec.lower().split("x"))
+        breakdown[spec] = measure_breakdown(rows, dim, zipf_batches(rows, 20, rng))
+        gc.collect()
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     with open(os.path.join(FLAGS.output_dir, "step_time.json"), "w") as f:
-        json.dump({"batch": FLAGS.batch, "zipf_exponent": FLAGS.zipf_exponent, "results": results}, f, indent=2)
+        json.dump({"batch": FLAGS.batch, "zipf_exponent": FLAGS.zipf_exponent, "results": results,
+                   "breakdown": breakdown}, f, indent=2)
     plot(results, os.path.join(FLAGS.output_dir, "step_time.png"))
     for spec, table_results in results.items():
         print(f"\n{spec}, {FLAGS.batch} Zipf ids a step (ratios to legacy SGD in the same run)\n")
@@ -197,6 +280,12 @@ def main(argv):
             fused, pure = table_results[f"{optimizer}, fused op"], table_results[f"{optimizer}, pure TF"]
             print(f"\n{optimizer}: the fused op's update alone is {pure['update_ms'] / fused['update_ms']:.2f}x "
                   "as fast as the pure-TF path's")
+    for spec, parts in breakdown.items():
+        print(f"\nThe update in parts, {spec}, {FLAGS.batch} Zipf ids a step\n")
+        print("| part | ms | / legacy SGD's update |")
+        print("|---|---|---|")
+        for name, part in parts.items():
+            print(f"| {name} | {part['ms']:.3f} | {part['ratio_to_sgd_update']:.2f} |")
 
 
 if __name__ == "__main__":
