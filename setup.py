@@ -21,8 +21,7 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = pathlib.Path(__file__).parent.resolve()
-OP_SOURCES = ["tf_freqsgd/cc/ops/counter_ops.cc", "tf_freqsgd/cc/kernels/sparse_apply_counter.cc",
-              "tf_freqsgd/cc/kernels/gradient_checks.cc"]
+OP_SOURCES = ["tf_freqsgd/cc/ops/counter_ops.cc", "tf_freqsgd/cc/kernels/sparse_apply_counter.cc"]
 GPU_SOURCE = "tf_freqsgd/cc/kernels/sparse_apply_counter_gpu.cu.cc"
 # TF_FREQSGD_CUDA: "auto" builds the GPU kernel when nvcc is found, "1" requires it, "0" skips it.
 CUDA_ENV = "TF_FREQSGD_CUDA"

@@ -37,9 +37,7 @@ def checked_step(optimizer, grads_and_vars, local_results, apply, unchanged):
     returns ``unchanged()`` (``"skip"``); see ``step_checks``."""
     # A zero Grappler cannot fold (see step_checks).
     zero = tf.cast(optimizer.applied_steps < 0, tf.float32)
-    # The fused op's library measures the values in one op, except under XLA (which cannot compile it).
-    checks_ops = None if in_xla_context() else fused.fused_ops()
-    required, finite = step_checks.step_conditions(optimizer.name, grads_and_vars, zero, local_results, checks_ops)
+    required, finite = step_checks.step_conditions(optimizer.name, grads_and_vars, zero, local_results)
     if in_xla_context():
         # XLA drops assertions: there a step failing any check is skipped.
         asserts, apply_if = [], step_checks.all_hold(required + finite)

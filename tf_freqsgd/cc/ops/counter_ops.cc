@@ -1,7 +1,4 @@
-// Fused frequency-scaled sparse-apply ops (count, de-duplicate and apply in one op), and the step's
-// gradient checks in one op.
-#include <vector>
-
+// Fused frequency-scaled sparse-apply ops: count, de-duplicate and apply in one op.
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -68,28 +65,6 @@ REGISTER_OP("ResourceSparseApplyRowwiseAdagradCounter")
 RowwiseAdagradCounter's sparse step: G_k += mean(g_k^2);
 w_k <- rho_k w_k - lr / (sqrt(G_k) + epsilon) * scale_k * g_k, counters as
 ResourceSparseApplyCounterSGD.
-)doc");
-
-REGISTER_OP("GradientChecks")
-    .Input("values: Tvalues")
-    .Input("ids: Tids")
-    .Output("finite: bool")
-    .Output("id_range: int64")
-    .Attr("Tvalues: list({half, bfloat16, float, double}) >= 0")
-    .Attr("Tids: list({int32, int64}) >= 0")
-    .SetShapeFn([](InferenceContext* c) {
-      std::vector<ShapeHandle> values, ids;
-      TF_RETURN_IF_ERROR(c->input("values", &values));
-      TF_RETURN_IF_ERROR(c->input("ids", &ids));
-      c->set_output(0, c->Vector(static_cast<int64_t>(values.size())));
-      c->set_output(1, c->Matrix(static_cast<int64_t>(ids.size()), 2));
-      return OkStatus();
-    })
-    .Doc(R"doc(
-The value checks of an optimizer step in one pass over its gradients: `finite[i]` is whether every
-element of `values[i]` is finite; `id_range[j]` is the smallest and largest element of `ids[j]`
-([0, -1] when it is empty, so that no id lies outside any range). See
-tf_freqsgd/optimizers/step_checks.py.
 )doc");
 
 }  // namespace tensorflow
