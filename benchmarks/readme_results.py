@@ -490,6 +490,12 @@ def step_time_sections(step_time, results_dir, readme_dir):
             lines.append(f"* {optimizer}: the fused op's update is " + ", ".join(speedups)
                          + " as fast as the pure-TF path's.")
     lines.append("")
+    for spec, parts in step_time.get("breakdown", {}).items():
+        lines += [f"CounterSGD's update in parts on {spec} (the profile behind the step target; each part a traced "
+                  "function of its own, timed in interleaved blocks, so each includes one call's cost):", "",
+                  "| part | ms | / legacy SGD's update |", "|---|---|---|"]
+        lines += [f"| {name} | {part['ms']:.3f} | {part['ratio_to_sgd_update']:.2f} |" for name, part in parts.items()]
+        lines.append("")
     return lines + image(results_dir, readme_dir, "step_time.png", "step time")
 
 
