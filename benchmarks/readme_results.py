@@ -769,6 +769,12 @@ def optimizer_tables(examples):
     return lines
 
 
+def logq_runs(examples, dataset, optimizer, logq):
+    """The log-Q group's runs (one per seed) of `optimizer` on `dataset` with correction `logq`."""
+    return [record for record in examples["runs"] if "logq" in record["groups"] and record["run"]["dataset"] == dataset
+            and record["run"]["optimizer"] == optimizer and record["run"]["logq"] == logq]
+
+
 def logq_table(examples):
     """Each optimizer's retrieval recall with each log-Q correction, over the seeds, against none."""
     settings = examples["settings"]
@@ -776,9 +782,7 @@ def logq_table(examples):
              "|---|---|---|---|---|---|"]
     for dataset in settings["datasets"]:
         for optimizer, corrections in settings["logq_corrections"].items():
-            runs = {logq: [record for record in examples["runs"] if "logq" in record["groups"]
-                           and record["run"]["dataset"] == dataset and record["run"]["optimizer"] == optimizer
-                           and record["run"]["logq"] == logq] for logq in corrections}
+            runs = {logq: logq_runs(examples, dataset, optimizer, logq) for logq in corrections}
             none = seed_stats(runs["none"], "recall@100")
             for logq, records in runs.items():
                 if not records:
@@ -798,10 +802,7 @@ def counter_against_counts(examples):
     lines = []
     for dataset in examples["settings"]["datasets"]:
         for optimizer, corrections in examples["settings"]["logq_corrections"].items():
-            stats = {logq: seed_stats([record for record in examples["runs"] if "logq" in record["groups"]
-                                       and record["run"]["dataset"] == dataset
-                                       and record["run"]["optimizer"] == optimizer
-                                       and record["run"]["logq"] == logq], "recall@100")
+            stats = {logq: seed_stats(logq_runs(examples, dataset, optimizer, logq), "recall@100")
                      for logq in ("counter", "counts") if logq in corrections}
             if len(stats) == 2 and all(stats.values()):
                 verdict, difference, noise = compare(stats["counter"], stats["counts"])

@@ -114,18 +114,25 @@ def prepared_run(name, path, make, rows, dim, targets, batches):
     return run
 
 
-def median_milliseconds(runs, batches, blocks, steps_per_block):
-    """Per run, the median over blocks of ms per step and per update. Blocks are interleaved
-    across runs, so a slow spell of the machine hits them all alike."""
-    times = {(name, kind): [] for name in runs for kind in ("step", "update")}
+def interleaved_medians(functions, batches, blocks, steps_per_block):
+    """Per key of `functions` (traced functions of a batch of ids), the median over blocks of ms per
+    call. Blocks are interleaved across the functions, so a slow spell of the machine hits them all
+    alike."""
+    times = {key: [] for key in functions}
     for block in range(blocks):
-        for (name, kind), block_times in times.items():
+        for key, block_times in times.items():
             started = time.perf_counter()
             for i in range(steps_per_block):
-                runs[name][kind](batches[(block * steps_per_block + i) % len(batches)])
+                functions[key](batches[(block * steps_per_block + i) % len(batches)])
             block_times.append((time.perf_counter() - started) / steps_per_block)
-    return {name: {"step_ms": 1e3 * statistics.median(times[name, "step"]),
-                   "update_ms": 1e3 * statistics.median(times[name, "update"]),
+    return {key: 1e3 * statistics.median(block_times) for key, block_times in times.items()}
+
+
+def median_milliseconds(runs, batches, blocks, steps_per_block):
+    """Per run, the median ms per step and per update (`interleaved_medians`)."""
+    functions = {(name, kind): run[kind] for name, run in runs.items() for kind in ("step", "update")}
+    medians = interleaved_medians(functions, batches, blocks, steps_per_block)
+    return {name: {"step_ms": medians[name, "step"], "update_ms": medians[name, "update"],
                    "state_bytes_per_row": run["state_bytes_per_row"]} for name, run in runs.items()}
 
 
@@ -208,14 +215,7 @@ def measure_breakdown(rows, dim, batches):
     for function in parts.values():
         for ids in batches[:3]:
             function(ids)
-    times = {name: [] for name in parts}
-    for block in range(FLAGS.blocks):
-        for name, function in parts.items():
-            started = time.perf_counter()
-            for i in range(FLAGS.steps_per_block):
-                function(batches[(block * FLAGS.steps_per_block + i) % len(batches)])
-            times[name].append((time.perf_counter() - started) / FLAGS.steps_per_block)
-    medians = {name: 1e3 * statistics.median(block_times) for name, block_times in times.items()}
+    medians = interleaved_medians(parts, batches, FLAGS.blocks, FLAGS.steps_per_block)
     baseline = medians["SGD (legacy): update"]
     return {name: {"ms": ms, "ratio_to_sgd_update": ms / baseline} for name, ms in medians.items()}
 
