@@ -47,6 +47,7 @@ import tensorflow as tf
 from tensorflow_recommenders_addons import dynamic_embedding as de
 
 import bench_flags  # noqa: E402  (beside this script)
+from tf_freqsgd.optimizers.row_storage import own_tables  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 BASELINE = "sgd"
@@ -64,6 +65,8 @@ flags.DEFINE_integer("blocks", 15, "Timed blocks of each step, alternating.")
 flags.DEFINE_integer("steps_per_block", 5, "Steps a timed block.")
 flags.DEFINE_integer("threads", 1, "TensorFlow's intra- and inter-op threads; 0 for its default (all cores).")
 flags.DEFINE_integer("fill_chunk", 1 << 18, "Ids upserted at a time while filling the tables.")
+flags.DEFINE_integer("profile_steps", 20, "Steps traced by TensorFlow's profiler after the timing, for where a "
+                     "step's time goes (0: none).")
 flags.DEFINE_string("output_dir", RESULTS_DIR, "Where the JSON and PNG go.")
 flags.DEFINE_string("one_config", None, "Internal: 'N,optimizer[,N to time the growth from]' to measure "
                     "in this process; prints one JSON line.")
@@ -71,7 +74,7 @@ FLAGS = flags.FLAGS
 
 # Forwarded to each config's subprocess.
 CONFIG_FLAGS = ("dim", "batch", "ids_per_example", "zipf_exponent", "learning_rate", "warmup_steps",
-                "blocks", "steps_per_block", "threads", "fill_chunk")
+                "blocks", "steps_per_block", "threads", "fill_chunk", "profile_steps")
 RESULT_PREFIX = "DYNAMIC_SCALE_RESULT "
 
 
@@ -145,7 +148,7 @@ def optimizer_tables(optimizer, embedding):
     layer's trainable, as TFRA's own optimizer code reads them) and tf_freqsgd's width-1 tables."""
     tables = list(embedding.shadow._optimizer_vars.value)
     for _, slots in getattr(optimizer, "dynamic_tables", {}).values():
-        tables += [state for state in slots.values() if isinstance(state, de.Variable)]
+        tables += own_tables(slots)
     return tables
 
 
@@ -174,6 +177,59 @@ def block_times_ms(train_steps, labels):
             loss.numpy()  # the block ends when its last step has
             times[name].append(1e3 * (time.perf_counter() - started) / FLAGS.steps_per_block)
     return times
+
+
+def table_of_op(graph, tables):
+    """``{op name: (table label, "lookup" or "upsert")}`` of the hash-table finds and inserts in
+    ``graph``, by the table (``[(label, de.Variable)]``) whose handle the op takes."""
+    handles = {}
+    for external, internal in graph.captures:
+        for label, table in tables:
+            if any(external is shard.resource_handle for shard in table.tables):
+                handles[id(internal)] = label
+    return {op.name: (handles[id(op.inputs[0])], "upsert" if "Insert" in op.type else "lookup")
+            for op in graph.get_operations()
+            if op.type.startswith("TFRA>") and op.inputs and id(op.inputs[0]) in handles}
+
+
+def op_profile_ms(train_step, batches, labels, tables):
+    """Where a step's op time goes, ms a step over `profile_steps` steps traced by TensorFlow's
+    profiler (one thread: the ops run one at a time): the hash-table lookups and upserts by table,
+    the embedding's default values (TFRA draws its initializer for every id looked up), the other
+    ops, and all ops together (the executor's own time between ops is not in it)."""
+    import glob
+    import tempfile
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    table_ops = table_of_op(train_step.get_concrete_function(batches[0], labels).graph, tables)
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        for i in range(FLAGS.profile_steps):
+            loss = train_step(batches[i % len(batches)], labels)
+        loss.numpy()
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
+            space.ParseFromString(f.read())
+    parts = {}
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue  # the host's lines: the function call, which holds the ops' time
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                op_name, _, op_type = name.partition(":")
+                if not op_type or "::" in name:
+                    continue  # the executor's own events, which hold the ops' time
+                if op_name in table_ops:
+                    part = " ".join(table_ops[op_name])
+                elif op_type.startswith("StatelessRandomNormal"):
+                    part = "embedding default values"
+                else:
+                    part = "other ops"
+                parts[part] = parts.get(part, 0.0) + event.duration_ps * 1e-9 / FLAGS.profile_steps
+    return {**parts, "all ops": sum(parts.values())}
 
 
 def memory_mib():
@@ -232,6 +288,9 @@ def measure_config(rows, optimizer_key, growth_from=None):
         train_steps["smaller"] = (small["train_step"], small_batches)
     times = block_times_ms(train_steps, labels)
     state = run["state"]
+    tables = [("embedding", run["embedding"].params)] + [("optimizer state", table) for table in state]
+    profiles = {name: op_profile_ms(train_steps[name][0], batches, labels, tables)
+                for name in ("measured", "baseline")} if FLAGS.profile_steps else None
     return {
         "rows": rows,
         "optimizer": optimizer_key,
@@ -250,6 +309,7 @@ def measure_config(rows, optimizer_key, growth_from=None):
         "rss_before_fill_mib": run["rss_before_fill_mib"],
         "rss_after_fill_mib": memory["VmRSS"],
         "peak_rss_mib": memory["VmHWM"],
+        "op_profile_ms": profiles,
     }
 
 

@@ -552,7 +552,8 @@ def dynamic_sections(dynamic, results_dir, readme_dir):
     lines = ["### TFRA dynamic embeddings at scale", "",
              f"`benchmarks/dynamic_scale.py`: `de.keras.layers.Embedding` of width {settings['dim']}, "
              f"{settings['batch']:,} Zipf ({settings['zipf_exponent']}) ids a step, every table filled to N ids; "
-             "median ms a step and, in brackets, the ratio to legacy SGD timed alternately in the same process.", "",
+             "median ms a step and, in brackets, the ratio to legacy SGD timed alternately in the same process. "
+             "State bytes a row: the optimizer tables' values, then with their 8-byte keys.", "",
              "| optimizer | state B/row | " + " | ".join(f"N = {size_label(n)}" for n in sizes)
              + f" | step growth {size_label(sizes[0])} → {size_label(sizes[-1])} | peak RSS at N = {size_label(sizes[-1])} |",
              "|---|---|" + "---|" * len(sizes) + "---|---|"]
@@ -564,7 +565,8 @@ def dynamic_sections(dynamic, results_dir, readme_dir):
             if not row or "error" in row:
                 cells.append("failed" if row else "–")
                 continue
-            state = f"{row['state_value_bytes_per_row']:g}"
+            keys = 8 * sum(table["rows"] for table in row["state_tables"].values()) / row["rows"]
+            state = f"{row['state_value_bytes_per_row']:g} ({row['state_value_bytes_per_row'] + keys:g})"
             cells.append(f"{row['step_ms']:.1f} ({row['step_vs_sgd']:.2f}×)")
         largest = by_key.get((sizes[-1], optimizer))
         peak = f"{largest['peak_rss_mib'] / 1024:.2f} GiB" if largest and "error" not in largest else "–"
@@ -580,7 +582,54 @@ def dynamic_sections(dynamic, results_dir, readme_dir):
                   f"CounterSGD's step grows {growth_of['counter_sgd']:.2f}× from {size_label(sizes[0])} to "
                   f"{size_label(sizes[-1])} ids: it {verdict} the ≤ 1.5× target; legacy SGD on the same TFRA "
                   f"table grows {growth_of['sgd']:.2f}×.", ""]
-    return lines + image(results_dir, readme_dir, "dynamic_scale.png", "TFRA dynamic embeddings at scale")
+    return lines + dynamic_targets(by_key, sizes) + dynamic_profile(dynamic, by_key, sizes[0]) + image(results_dir, readme_dir, "dynamic_scale.png",
+                                                          "TFRA dynamic embeddings at scale")
+
+
+PROFILE_PARTS = ("embedding default values", "embedding lookup", "embedding upsert", "optimizer state lookup",
+                 "optimizer state upsert", "other ops", "all ops")
+
+
+def dynamic_profile(dynamic, by_key, size):
+    """Where each optimizer's step time goes at ``size`` ids, from TensorFlow's profiler."""
+    rows = [(optimizer, by_key[size, optimizer]["op_profile_ms"]) for (rows, optimizer) in by_key
+            if rows == size and by_key[size, optimizer].get("op_profile_ms")]
+    if not rows:
+        return []
+    steps = dynamic["settings"].get("profile_steps")
+    lines = [f"Where a step's op time goes at N = {size_label(size)}: ms a step, {steps} steps traced by "
+             "TensorFlow's profiler (one thread: the ops run one at a time; the executor's time between ops is "
+             "in no column). TFRA draws the embedding's initializer for every id it looks up (its default "
+             "values); the last column compares all ops with legacy SGD's profiled in the same process.", "",
+             "| optimizer | " + " | ".join(PROFILE_PARTS) + " | all ops over SGD's |",
+             "|---|" + "---|" * (len(PROFILE_PARTS) + 1)]
+    for optimizer, profile in rows:
+        measured, baseline = profile["measured"], profile["baseline"]
+        cells = [f"{measured.get(part, 0.0):.2f}" for part in PROFILE_PARTS]
+        lines.append(f"| {dynamic.get('labels', {}).get(optimizer, optimizer)} | " + " | ".join(cells)
+                     + f" | {measured['all ops'] / baseline['all ops']:.2f}× |")
+    return lines + [""]
+
+
+def dynamic_targets(by_key, sizes):
+    """The step-time targets on TFRA tables: CounterSGD ≤ 1.15× legacy SGD and RowwiseAdagradCounter
+    no slower than TFRA's Adagrad (their ratios to SGD compared), at every size."""
+    def ratios(optimizer):
+        return [by_key.get((size, optimizer), {}).get("step_vs_sgd") for size in sizes]
+
+    lines = []
+    counter = ratios("counter_sgd")
+    if all(counter):
+        verdict = "meets" if max(counter) <= 1.15 else "misses"
+        lines.append(f"* CounterSGD {verdict} the target of ≤ 1.15× legacy SGD at every size: "
+                     + ", ".join(f"{r:.2f}×" for r in counter) + ".")
+    rowwise, adagrad = ratios("rowwise_adagrad_counter"), ratios("adagrad")
+    if all(rowwise) and all(adagrad):
+        held = sum(r <= a for r, a in zip(rowwise, adagrad))
+        verdict = "meets" if held == len(sizes) else f"misses (holds at {held} of {len(sizes)} sizes)"
+        lines.append(f"* RowwiseAdagradCounter {verdict} the target of no slower than TFRA's Adagrad: "
+                     + ", ".join(f"{r:.2f}× against {a:.2f}×" for r, a in zip(rowwise, adagrad)) + " SGD's step.")
+    return lines + [""] if lines else []
 
 
 def cluster_sections(cluster, results_dir, readme_dir):

@@ -17,6 +17,7 @@ from tensorflow.python.ops import variable_scope
 
 import tf_freqsgd
 from tf_freqsgd.dynamic import saving
+from tf_freqsgd.optimizers.row_storage import is_table
 
 de = pytest.importorskip("tensorflow_recommenders_addons.dynamic_embedding")
 
@@ -88,7 +89,7 @@ def snapshot(model):
     embedding, optimizer = embedding_of(model), model.optimizer
     state = {"embedding": exported(embedding.params), "iterations": int(optimizer.iterations)}
     for slots in [slots for _, slots in optimizer.dynamic_tables.values()]:
-        state.update({name: exported(table) for name, table in slots.items() if isinstance(table, de.Variable)})
+        state.update({name: exported(table) for name, table in slots.items() if is_table(table)})
     state.update({f"tfra/{slot.name}": exported(slot) for slot in embedding.shadow._optimizer_vars.value})
     state["dense"] = [weight.numpy() for weight in model.layers[-1].weights]
     state["optimizer_variables"] = [variable.numpy() for variable in optimizer.variables()]
@@ -126,11 +127,12 @@ def fresh(trained):
     return compiled(build_model(trained["name"]), OPTIMIZERS[trained["optimizer"]]())
 
 
-def test_checkpoint_saves_the_counter_tables_of_the_optimizer(trained):
-    names = [name for name, _ in tf.train.list_variables(trained["checkpoint"])]
-    for table in ("counter",) + (("accumulator",) if trained["optimizer"] == "RowwiseAdagradCounter" else ()):
-        key = f"optimizer/{trained['name']}-parameter-{table}/tables_of_{trained['name']}-parameter-{table}/0/"
-        assert key + ".ATTRIBUTES/table-values" in names
+def test_checkpoint_saves_the_state_table_of_the_optimizer(trained):
+    """One table of a row's states: the counter alone (CounterSGD), or the counter and the accumulator."""
+    names = dict(tf.train.list_variables(trained["checkpoint"]))
+    table, width = ("counter-accumulator", 2) if trained["optimizer"] == "RowwiseAdagradCounter" else ("counter", 1)
+    key = f"optimizer/{trained['name']}-parameter-{table}/tables_of_{trained['name']}-parameter-{table}/0/"
+    assert names[key + ".ATTRIBUTES/table-values"][-1] == width
 
 
 @pytest.mark.parametrize("build_first", [False, True], ids=["restore_then_build", "build_then_restore"])
@@ -217,7 +219,7 @@ def test_tfra_file_system_saver_keeps_the_counter_tables_in_its_files(tmp_path):
     train(model, STEPS, 2 * STEPS)
     uninterrupted = snapshot(model)
 
-    tables = {f"{name}-parameter{table}" for table in ("", "-counter", "-accumulator")}
+    tables = {f"{name}-parameter{table}" for table in ("", "-counter-accumulator")}
     for files in (tmp_path / "ckpt", tmp_path / "de_saved" / "variables", tmp_path / "saved" / "variables"):
         assert {path.split("_mht_")[0] for path in os.listdir(files / "TFRADynamicEmbedding")} == tables
 
@@ -255,3 +257,36 @@ def test_tfra_horovod_checkpoint_callback_needs_horovod(tmp_path):
     # Without Horovod, TFRA's callback fails on its first save: `hvd` is None.
     with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'rank'"):
         model.fit(FEATURES[:BATCH], LABELS[:BATCH], batch_size=BATCH, verbose=0, callbacks=[callback])
+
+
+LEGACY_CHECKPOINT = os.path.join(os.path.dirname(__file__), "data", "legacy_state_layout", "ckpt")
+
+
+def legacy_layout_model():
+    """The model of ``data/legacy_state_layout``: a checkpoint written by tf_freqsgd at commit 41f3dd5,
+    RowwiseAdagradCounter's counter and accumulator in a width-1 table each (made by make_checkpoint.py there)."""
+    release("legacy_layout")
+    tf.keras.utils.set_random_seed(0)
+    ids = tf.keras.Input(shape=(3,), dtype=tf.int64)
+    embedding = de.keras.layers.Embedding(4, initializer=tf.keras.initializers.Constant(0.1), name="legacy_layout")
+    pooled = tf.keras.layers.GlobalAveragePooling1D()(embedding(ids))
+    model = tf.keras.Model(ids, tf.keras.layers.Dense(1, kernel_initializer="ones")(pooled))
+    return compiled(model, tf_freqsgd.RowwiseAdagradCounter(0.5))
+
+
+def test_a_checkpoint_of_the_former_state_layout_fails_before_the_optimizer_state_is_written():
+    model = legacy_layout_model()
+    model.optimizer.build(model.trainable_variables)
+    before = snapshot(model)
+    with pytest.raises(saving.LegacyStateLayoutError, match="legacy_layout-parameter-counter-accumulator"):
+        saving.check_checkpoint(LEGACY_CHECKPOINT, model)
+    with pytest.raises(saving.LegacyStateLayoutError, match="written by tf_freqsgd 0.x before a row's states"):
+        tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(LEGACY_CHECKPOINT)
+    assert_same_state(snapshot(model), before)
+
+
+def test_a_checkpoint_of_the_former_state_layout_restored_before_the_build_fails_at_the_build():
+    model = legacy_layout_model()
+    tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(LEGACY_CHECKPOINT)
+    with pytest.raises(saving.LegacyStateLayoutError, match="'legacy_layout-parameter-counter-accumulator'"):
+        model.optimizer.build(model.trainable_variables)

@@ -1,5 +1,5 @@
-"""The optimizers on TFRA dynamic embeddings: same training as on a fixed table, counters in
-width-1 hash tables, admission, eviction and table sizes."""
+"""The optimizers on TFRA dynamic embeddings: same training as on a fixed table, a row's optimizer
+state in one hash table probed once a step, admission, eviction and table sizes."""
 
 import itertools
 
@@ -91,6 +91,45 @@ def test_counter_is_a_width_one_table_keyed_by_id_and_no_slot_is_spent():
     np.testing.assert_array_equal(counts.ravel(), [occurrences[k] for k in keys])
     # TFRA makes no embedding-width slot table for a counter.
     assert not embedding.shadow._optimizer_vars.value
+
+
+def table_probes(train_step, table, *args):
+    """``{op type: count}`` of the hash-table finds and inserts on ``table`` in ``train_step``'s graph."""
+    graph = train_step.get_concrete_function(*args).graph
+    handles = {id(internal) for external, internal in graph.captures
+               if any(external is shard.resource_handle for shard in table.tables)}
+    probes = {"TFRA>CuckooHashTableFind": 0, "TFRA>CuckooHashTableInsert": 0}
+    for op in graph.get_operations():
+        if op.type in probes and op.inputs and id(op.inputs[0]) in handles:
+            probes[op.type] += 1
+    return probes
+
+
+def test_a_rows_states_share_one_table_looked_up_once_and_upserted_once_a_step():
+    model, embedding = build_model(dynamic_table=True)
+    optimizer = tf_freqsgd.RowwiseAdagradCounter(0.5, initial_accumulator_value=0.25)
+    train(model, optimizer, epochs=2)
+    state = optimizer.row_state(embedding.params)
+    table = state["counter"].table
+    assert table is state["accumulator"].table and table.dim == 2 and table.value_dtype == tf.float64
+    assert table.devices == embedding.params.devices
+    keys, counts = exported(state["counter"])
+    occurrences = {k: 2 * sum(int((b == k).sum()) for b in BATCHES) for k in IDS}
+    np.testing.assert_array_equal(keys, np.sort(IDS))
+    assert counts.dtype == np.int32
+    np.testing.assert_array_equal(counts.ravel(), [occurrences[k] for k in keys])
+    _, accumulators = exported(state["accumulator"])
+    assert accumulators.dtype == np.float32 and np.all(accumulators > 0.25)
+
+    @tf.function
+    def train_step(ids, labels):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean((model(ids, training=True) - labels) ** 2)
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    probes = table_probes(train_step, table, tf.constant(BATCHES[0]), tf.constant(LABELS))
+    assert probes == {"TFRA>CuckooHashTableFind": 1, "TFRA>CuckooHashTableInsert": 1}
 
 
 def test_custom_loop_with_de_variable_and_embedding_lookup():

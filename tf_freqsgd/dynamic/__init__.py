@@ -1,5 +1,5 @@
 """TFRA dynamic embeddings (hash tables keyed by 64-bit ids) trained by tf_freqsgd's optimizers:
-counters in width-1 hash tables, admission and eviction by frequency, table sizes.
+a row's optimizer state in one hash table, admission and eviction by frequency, table sizes.
 
 Needs TensorFlow Recommenders-Addons, which runs on tf_keras only: ``pip install "tf_freqsgd[tfra]"``
 (Python 3.11, TensorFlow 2.16.2) and ``TF_USE_LEGACY_KERAS=1``.

@@ -29,7 +29,7 @@ def evict(optimizer, min_count=None, top_n=None):
 
     An id goes when its (decayed) count is below ``min_count``, or when it ranks beyond
     ``top_n`` by count (ties broken by the order TFRA exports keys). Its embedding row, its TFRA
-    optimizer slots and this optimizer's counter, last-seen step and accumulator all go. Returns
+    optimizer slots and this optimizer's counter and accumulator all go. Returns
     ``{table name: ids evicted}``.
     """
     min_count, top_n = eviction_arguments(min_count, top_n)
@@ -71,7 +71,7 @@ def inner_optimizer(optimizer):
 
 def tables_of(optimizer):
     """The dynamic tables ``optimizer`` (or the optimizer it wraps, as a loss-scale one does)
-    trains: ``{name: (its TFRA trainable, {state name: width-1 de.Variable})}``."""
+    trains: ``{name: (its TFRA trainable, {state name: its table, or its StateColumn of one})}``."""
     inner = inner_optimizer(optimizer)
     if not isinstance(inner, CountsRows):
         raise TypeError(f"{type(inner).__name__} keeps no counters: use CounterSGD or RowwiseAdagradCounter.")

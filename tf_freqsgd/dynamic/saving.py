@@ -3,16 +3,18 @@
 What saves what (TFRA 0.8.1, tf_keras 2.16):
 
 * ``tf.train.Checkpoint(model=model, optimizer=optimizer)`` saves every table: the embeddings,
-  TFRA's slots and this package's width-1 tables (counters, last-seen steps, accumulators), which
+  TFRA's slots and this package's state tables (a row's counter and accumulator in one), which
   the optimizer tracks. A restore into a freshly built model and optimizer is exact, before or
-  after the optimizer is built (tables made later are restored when they are made).
+  after the optimizer is built (tables made later are restored when they are made). A checkpoint
+  of the former layout (a width-1 table a state) fails with ``LegacyStateLayoutError`` before any
+  optimizer state is written: at the restore when the optimizer is built, else at its build.
 * ``model.save(dir)`` (SavedModel) writes the same tables into ``dir/variables``. But TFRA's
   ``Embedding`` writes a config it cannot read back (its initializer and partitioner are passed
   to the constructor serialized), so ``tf.keras.models.load_model`` silently *revives* the layer
   from its traces: it predicts as the saved model did, but has no ``de.Variable`` and cannot be
   trained. ``load_model`` here rebuilds the model from its config with real TFRA layers and
   restores the tables and the optimizer state.
-* TFRA's ``FileSystemSaver`` (on the layer's ``kv_creator``, which the width-1 tables inherit)
+* TFRA's ``FileSystemSaver`` (on the layer's ``kv_creator``, which the state tables inherit)
   writes every table, ours included, to ``TFRADynamicEmbedding/`` files beside the checkpoint, by
   all the paths above. TFRA's ``de.keras.models.de_save_model`` writes the SavedModel with
   TensorFlow's bundled Keras, which tf_keras cannot load as a model: rebuild the model in code and
@@ -35,7 +37,8 @@ import warnings
 import tensorflow as tf
 import tf_keras
 
-from tf_freqsgd.optimizers.row_storage import dynamic_embedding, is_dynamic, layer_table_exists
+from tf_freqsgd.optimizers.row_storage import (LegacyStateLayoutError, StateColumn, dynamic_embedding, is_dynamic,
+                                               layer_table_exists, own_tables)
 
 # The config keys of TFRA's layers; tf_keras' own Embedding has "input_dim" instead.
 _TFRA_KEY = "embedding_size"
@@ -207,10 +210,19 @@ def _model_tables(model, optimizer):
         if is_dynamic(variable):
             tables[variable.params.name] = variable.params.dim
     for _, slots in getattr(optimizer, "dynamic_tables", {}).values():
-        for state in slots.values():
-            if isinstance(state, dynamic_embedding().Variable):
-                tables[state.name] = state.dim
+        for table in own_tables(slots):
+            tables[table.name] = table.dim
     return tables
+
+
+def _legacy_state_tables(optimizer):
+    """``{former width-1 table name: the table its state is in now}`` of ``optimizer``'s multi-state tables."""
+    legacy = {}
+    for variable, slots in getattr(optimizer, "dynamic_tables", {}).values():
+        for name, state in slots.items():
+            if isinstance(state, StateColumn):
+                legacy[f"{variable.params.name}-{name}"] = state.table.name
+    return legacy
 
 
 def check_checkpoint(path, model, optimizer=None):
@@ -222,8 +234,16 @@ def check_checkpoint(path, model, optimizer=None):
     would silently not be restored; one of another width fails in TFRA's import after part of
     the state is restored. ``optimizer`` defaults to ``model.optimizer``.
     """
+    optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
     saved = _checkpoint_tables(path)
-    current = _model_tables(model, optimizer if optimizer is not None else getattr(model, "optimizer", None))
+    legacy = _legacy_state_tables(optimizer)
+    for name in sorted(saved):
+        if name in legacy:
+            raise LegacyStateLayoutError(
+                f"The checkpoint {path!r} keeps the optimizer state {name!r} in a table of its own: it was written "
+                f"by tf_freqsgd 0.x before a row's states shared one table ({legacy[name]!r}). Restore it with the "
+                "tf_freqsgd that wrote it and save again from this version, or restore the model alone.")
+    current = _model_tables(model, optimizer)
     unmatched = sorted(name for name in saved
                        if name not in current and not any(name.startswith((f"{t}-", f"{t}/")) for t in current))
     if unmatched:

@@ -2,7 +2,7 @@
 in every TensorFlow front: the counter's slot, its update on the pure-TF path, admission on dynamic
 tables, reading the counts and frequencies, and the settings a checkpoint of them records.
 
-The front provides ``row_state(variable)`` (TensorFlow state), ``add_row_variable``, ``step``,
+The front provides ``row_state(variable)`` (TensorFlow state), ``add_row_variables``, ``step``,
 ``applied_steps`` and ``_decays``."""
 
 import tensorflow as tf
@@ -18,12 +18,14 @@ class CountsRows:
     def _create_frequency_slots(self, variable):
         return self._create_counter_slots(variable)
 
-    def _create_counter_slots(self, variable):
+    def _create_counter_slots(self, variable, other_states=None):
+        """The counter of ``variable``'s rows, with ``other_states`` (``{name: (dtype, initial value)}``)
+        stored beside it (see ``add_row_variables``); a scalar variable has no rows to count."""
         if not tf.TensorShape(variable.shape).rank:
             return {}
         spec = self.counter_spec
-        return {"counter": self.add_row_variable(variable, "counter", tf.as_dtype(spec.counter_dtype),
-                                                 spec.initial_value)}
+        return self.add_row_variables(
+            variable, {"counter": (tf.as_dtype(spec.counter_dtype), spec.initial_value), **(other_states or {})})
 
     def _observe(self, slots, ids, occurrences):
         counter = slots["counter"]

@@ -1,28 +1,35 @@
 """Where TensorFlow fronts keep a variable's rows and its per-row optimizer state: ``tf.Variable`` s,
-or, for a TFRA dynamic embedding, width-1 hash tables keyed by id. TFRA is imported lazily, here
-only, when a model has a dynamic embedding.
+or, for a TFRA dynamic embedding, a hash table keyed by id. TFRA is imported lazily, here only, when
+a model has a dynamic embedding.
 
 ``VariableRows`` is the ``RowStore`` of ``updates`` over either.
 
-Per-row optimizer state of TFRA dynamic embeddings, kept in dim-1 hash tables keyed by id.
-
 Under TFRA, ``update_step`` sees a ``ShadowVariable``: a local, dense copy of the batch's rows,
-whose row ``i`` holds the embedding of id ``variable.ids[i]``. A counter (or last-seen step, or
-Adagrad accumulator) cannot be a slot of that copy, since TFRA would make it a table of the
-embedding's width; each is its own ``de.Variable`` of width 1, keyed by the same ids, with the
-embedding's devices, partitioner and key-value backend. ``KeyedRows`` lets the update rules read
-and write such a table by local row, as they do a ``tf.Variable`` by row index.
+whose row ``i`` holds the embedding of id ``variable.ids[i]``. A counter (or Adagrad accumulator)
+cannot be a slot of that copy, since TFRA would make it a table of the embedding's width. All of a
+row's per-row state lives in one ``de.Variable`` keyed by the same ids, with the embedding's
+devices, partitioner and key-value backend: a step looks the batch's ids up in it once and
+upserts them once, however many states a row keeps (a hash probe costs about the same at width 1
+as at width 32: the probe, not the bytes, is the cost). One state keeps its own dtype in a width-1
+table (``<table>-counter``); several share a float64 table, one column each
+(``<table>-counter-accumulator``), which holds int32 count codes, float32 accumulators and float64
+log-counts exactly. ``StateColumn`` reads one state of such a table, ``KeyedRows`` and
+``BatchColumn`` read and write a table by the batch's local rows, as the update rules do a
+``tf.Variable`` by row index.
 """
 
 import sys
 
+import numpy as np
 import tensorflow as tf
 
 from tf_freqsgd import _tf_internals
 
 
 def is_table(state):
-    """True for a TFRA ``de.Variable`` (a hash table keyed by id)."""
+    """True for a TFRA ``de.Variable`` (a hash table keyed by id) or a ``StateColumn`` of one."""
+    if isinstance(state, StateColumn):
+        return True
     return type(state).__module__.startswith("tensorflow_recommenders_addons") and hasattr(state, "upsert")
 
 
@@ -54,15 +61,15 @@ def dynamic_embedding_layer():
     return None if module is None else module.keras.layers.Embedding
 
 
-def row_table(owner, variable, name, dtype, initial_value):
-    """A width-1 table for one value per id of ``variable``'s dynamic embedding, tracked by ``owner``
-    (the optimizer) so checkpoints and SavedModels carry it."""
+def _state_table(owner, variable, name, dtype, width, initial_value):
+    """A TFRA table keyed by the ids of ``variable``'s dynamic embedding, tracked by ``owner`` (the
+    optimizer) so checkpoints and SavedModels carry it."""
     de = dynamic_embedding()
     params = variable.params
     table = de.Variable(
         key_dtype=params.key_dtype,
         value_dtype=dtype,
-        dim=1,
+        dim=width,
         devices=params.devices,
         partitioner=params.partition_fn,
         name=f"{params.name}-{name}",
@@ -73,6 +80,82 @@ def row_table(owner, variable, name, dtype, initial_value):
     )
     _tf_internals.track_dependency(owner, table, f"{params.name}-{name}")
     return table
+
+
+def row_table(owner, variable, name, dtype, initial_value):
+    """A width-1 table for one value per id of ``variable``'s dynamic embedding (see ``_state_table``)."""
+    return _state_table(owner, variable, name, dtype, 1, initial_value)
+
+
+def state_tables(owner, variable, states):
+    """The per-row optimizer ``states`` (``{name: (dtype, initial value)}``) of ``variable``'s dynamic
+    embedding, all in one table: ``{name: table}`` for one state, else ``{name: StateColumn}`` of a
+    float64 table of one column a state. Before this layout each state had its own width-1
+    table; a checkpoint of that layout fails to restore with ``LegacyStateLayoutError``."""
+    if len(states) == 1:
+        (name, (dtype, initial_value)), = states.items()
+        return {name: row_table(owner, variable, name, dtype, initial_value)}
+    names = list(states)
+    initial_values = [float(np.asarray(initial_value, np.float64)) for _, initial_value in states.values()]
+    table = _state_table(owner, variable, "-".join(names), tf.float64, len(names), initial_values)
+    for name in names:
+        _tf_internals.track_dependency(owner, LegacyStateGuard(table.name, f"{variable.params.name}-{name}"),
+                                       f"{variable.params.name}-{name}")
+    return {name: StateColumn(table, index, tf.as_dtype(dtype)) for index, (name, (dtype, _)) in
+            enumerate(states.items())}
+
+
+class LegacyStateLayoutError(ValueError):
+    """A checkpoint keeps a row's optimizer states in one width-1 table each; they now share one."""
+
+
+class LegacyStateGuard(tf.__internal__.tracking.Trackable):
+    """Stands, in the optimizer's checkpoint dependencies, where a width-1 state table of the
+    former layout was: restoring such a checkpoint reaches it and raises before any value of the
+    restore is written (TensorFlow visits the saved objects before it reads a value); restored
+    before the optimizer is built, at the build, when the guard is made."""
+
+    def __init__(self, table_name, legacy_name):
+        self.table_name = table_name
+        self.legacy_name = legacy_name
+
+    def _lookup_dependency(self, name, cached_dependencies=None):
+        raise LegacyStateLayoutError(
+            f"This checkpoint keeps the optimizer state '{self.legacy_name}' in a table of its own: it was written "
+            f"by tf_freqsgd 0.x before a row's states shared one table ('{self.table_name}'). No optimizer "
+            "state was restored. Restore it with the tf_freqsgd that wrote it and save the model and optimizer again "
+            "from this version, or train from the embeddings alone (restore the model without the optimizer).")
+
+
+class StateColumn:
+    """One state of a multi-state table (``state_tables``), read like a width-1 table: ``lookup``,
+    ``export``, ``size``, ``remove`` (which removes the ids' whole row of state)."""
+
+    def __init__(self, table, index, dtype):
+        self.table = table
+        self.index = index
+        self.value_dtype = dtype
+        self.dim = 1
+
+    @property
+    def name(self):
+        return f"{self.table.name}[{self.index}]"
+
+    def _column(self, rows):
+        return tf.cast(rows[:, self.index:self.index + 1], self.value_dtype)
+
+    def lookup(self, keys):
+        return self._column(tf.reshape(self.table.lookup(keys), [-1, self.table.dim]))
+
+    def export(self):
+        keys, values = self.table.export()
+        return keys, self._column(values)
+
+    def size(self):
+        return self.table.size()
+
+    def remove(self, keys):
+        return self.table.remove(keys)
 
 
 class KeyedRows:
@@ -94,10 +177,58 @@ class KeyedRows:
         return self.table.upsert(keys, tf.reshape(tf.cast(sparse.values, self.dtype), [-1, 1]))
 
 
+class BatchRows:
+    """The rows of a multi-state table for the batch's ids ``keys``: looked up once, at the first
+    read or write of any of its states, and upserted once by ``write_back``."""
+
+    def __init__(self, table, keys):
+        self.table = table
+        self.keys = keys
+        self._values = None  # the batch's rows of state, float64 [len(keys), width], as written so far
+        self._written = []  # the local rows each write touched
+
+    def values(self):
+        if self._values is None:
+            self._values = tf.reshape(self.table.lookup(self.keys), [-1, self.table.dim])
+        return self._values
+
+    def write(self, index, rows, values):
+        positions = tf.stack([rows, tf.fill(tf.shape(rows), tf.cast(index, rows.dtype))], axis=1)
+        self._values = tf.tensor_scatter_nd_update(self.values(), positions, tf.cast(values, tf.float64))
+        if not any(rows is written for written in self._written):
+            self._written.append(rows)
+
+    def write_back(self):
+        """The one upsert of the step's written rows (None when nothing was written)."""
+        if not self._written:
+            return None
+        rows = self._written[0] if len(self._written) == 1 else tf.unique(tf.concat(self._written, 0))[0]
+        return self.table.upsert(tf.gather(self.keys, rows), tf.gather(self._values, rows))
+
+
+class BatchColumn:
+    """One state of a ``BatchRows``, read and written by the batch's local rows as ``KeyedRows``."""
+
+    def __init__(self, rows, column):
+        self.rows = rows
+        self.column = column
+        self.keys = rows.keys
+
+    @property
+    def dtype(self):
+        return self.column.value_dtype
+
+    def gather(self, rows):
+        return tf.cast(tf.gather(self.rows.values()[:, self.column.index], rows), self.dtype)
+
+    def scatter_update(self, sparse):
+        self.rows.write(self.column.index, sparse.indices, sparse.values)
+
+
 def gather_rows(state, rows):
     """``tf.gather(state, rows)`` for a ``tf.Variable``, a partitioned one (``ShardedVariable``), a
-    ``KeyedRows`` table, or a width-1 TFRA table read by key."""
-    if isinstance(state, KeyedRows):
+    ``KeyedRows`` table or ``BatchColumn``, or a width-1 TFRA table or ``StateColumn`` read by key."""
+    if isinstance(state, (KeyedRows, BatchColumn)):
         return state.gather(rows)
     if is_table(state):
         return tf.reshape(state.lookup(rows), [-1])
@@ -108,8 +239,8 @@ def gather_rows(state, rows):
 
 
 def keys_of(state, rows):
-    """The ids of ``rows``: the keys of a ``KeyedRows`` table's local rows, else the rows themselves."""
-    return tf.gather(state.keys, rows) if isinstance(state, KeyedRows) else rows
+    """The ids of ``rows``: the keys of a batch-bound table's local rows, else the rows themselves."""
+    return tf.gather(state.keys, rows) if isinstance(state, (KeyedRows, BatchColumn)) else rows
 
 
 def with_row_shape(gradient, variable):
@@ -123,17 +254,45 @@ def with_row_shape(gradient, variable):
     return tf.IndexedSlices(rows, tf.range(tf.shape(rows, out_type=tf.int64)[0]), tf.shape(rows, out_type=tf.int64))
 
 
+def summed_by_local_row(gradient, variable):
+    """``(gradient, occurrences)``: the rows of ``gradient`` (``with_row_shape``'s) summed by local row,
+    and how often each occurred. TFRA's shadow rows are the batch's distinct ids already, so a
+    segment sum over them replaces de-duplicating the rows (``tf.unique``, a hash of every entry)."""
+    local_rows = tf.shape(variable.ids, out_type=gradient.indices.dtype)[0]
+    occurrences = tf.math.unsorted_segment_sum(tf.ones_like(gradient.indices, tf.float32), gradient.indices,
+                                               local_rows)
+    present = tf.where(occurrences > 0)[:, 0]  # every row, unless the gradient skips some
+    summed = tf.math.unsorted_segment_sum(gradient.values, gradient.indices, local_rows)
+    return (tf.IndexedSlices(tf.gather(summed, present), present, gradient.dense_shape),
+            tf.gather(occurrences, present))
+
+
 def own_tables(slots):
-    """The width-1 tables among a variable's slots (TFRA's own slots, momentum, are not)."""
+    """The optimizer's own state tables among a variable's slots, each once (TFRA's own slots,
+    momentum, are not)."""
     de = dynamic_embedding()
-    return [state for state in slots.values() if isinstance(state, de.Variable)]
+    tables = []
+    for state in slots.values():
+        table = state.table if isinstance(state, StateColumn) else state
+        if isinstance(table, de.Variable) and not any(table is t for t in tables):
+            tables.append(table)
+    return tables
 
 
 def bind_to_batch(slots, variable):
-    """The slots of ``variable`` for this step: its width-1 tables bound to the batch's ids."""
-    tables = own_tables(slots)
-    return {name: KeyedRows(state, variable.ids) if any(state is t for t in tables) else state
-            for name, state in slots.items()}
+    """``(slots, batch_rows)``: the slots of ``variable`` for this step, its state tables bound to the
+    batch's ids, and the ``BatchRows`` of its multi-state table (or None), whose ``write_back``
+    ends the step."""
+    bound, batch_rows = {}, None
+    for name, state in slots.items():
+        if isinstance(state, StateColumn):
+            batch_rows = batch_rows or BatchRows(state.table, variable.ids)
+            bound[name] = BatchColumn(batch_rows, state)
+        elif is_table(state):
+            bound[name] = KeyedRows(state, variable.ids)
+        else:
+            bound[name] = state
+    return bound, batch_rows
 
 
 def remove_rows(variable, keys):

@@ -74,12 +74,10 @@ class RowwiseAdagradCounterDefinition:
         self.epsilon = epsilon
 
     def _create_slots(self, variable):
-        slots = self._create_counter_slots(variable)
-        slots["accumulator"] = self.add_row_variable(
-            variable, "accumulator", initial_value=self.initial_accumulator_value,
-            per_row=bool(tf.TensorShape(variable.shape).rank),
-        )
-        return slots
+        if not tf.TensorShape(variable.shape).rank:
+            return {"accumulator": self.add_row_variable(variable, "accumulator",
+                                                         initial_value=self.initial_accumulator_value, per_row=False)}
+        return self._create_counter_slots(variable, {"accumulator": (tf.float32, self.initial_accumulator_value)})
 
     def _update(self, variable):
         return RowwiseAdagradUpdate(self.rule, self._decays(variable), self.epsilon)

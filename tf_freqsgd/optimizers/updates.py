@@ -3,7 +3,7 @@
 An update reads and writes one variable's rows through a ``RowStore``: ``read(name, ids)`` /
 ``write(name, values, ids)`` of the state ``"weights"`` (the variable), ``"momentum"`` or
 ``"accumulator"``, the batch's rows ``ids`` (unique), or every row when ``ids`` is None. The
-tf_keras front and Keras 3 on TensorFlow store rows in ``tf.Variable`` s (or TFRA width-1 tables);
+tf_keras front and Keras 3 on TensorFlow store rows in ``tf.Variable`` s (or TFRA tables keyed by id);
 Keras 3 on JAX in Keras variables, whole arrays at a time. ``xp`` is the backend's array namespace
 (``array_ops``). The maths (per row ``k`` of the batch, ``g_k`` its summed gradient):
 

@@ -105,7 +105,7 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         if self.dense_optimizer is not None:
             self.dense_optimizer.build([variable for variable in var_list if self._dense_optimizer_trains(variable)])
             self._variables.extend(self.dense_optimizer.variables)
-        # Each dynamic embedding's TFRA trainable and this optimizer's width-1 tables for it, by
+        # Each dynamic embedding's TFRA trainable and this optimizer's state for it (its table), by
         # table name: what eviction and the size reports work on.
         # (NoDependency: the tables are tracked once, where they are made.)
         self.dynamic_tables = self._no_dependency({
@@ -139,7 +139,7 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
     def row_state(self, variable):
         """The per-row state this optimizer keeps for ``variable`` (a model variable, or a TFRA
         ``de.Variable`` / its trainable), by name: ``counter``, ``accumulator``, ``frequency``,
-        ``momentum``. ``tf.Variable`` rows for a fixed table, width-1 TFRA tables
+        ``momentum``. ``tf.Variable`` rows for a fixed table, TFRA tables (or ``StateColumn`` s of one)
         keyed by id for a dynamic one. The optimizer must be built."""
         if not getattr(self, "_built", False):
             raise ValueError(f"{self.name} is not built yet: call optimizer.build(model.trainable_variables) "
@@ -156,7 +156,8 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
 
     def add_row_variable(self, model_variable, name, dtype=tf.float32, initial_value=0, per_row=True):
         """One optimizer value per row of ``model_variable`` (a scalar if not ``per_row``), placed with it:
-        for a dynamic embedding, a width-1 TFRA table keyed by its ids."""
+        for a dynamic embedding, a width-1 TFRA table keyed by its ids (``add_row_variables``: several
+        states in one table)."""
         if per_row and dynamic.is_dynamic(model_variable):
             return dynamic.row_table(self, model_variable, name, dtype, initial_value)
         shape = [model_variable.shape[0]] if per_row else []
@@ -180,6 +181,15 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
             self._variables.append(joined)
             self._sharded_row_state.setdefault(id(table), {})[name] = joined
         return variable
+
+    def add_row_variables(self, model_variable, states):
+        """``add_row_variable`` of each of ``states`` (``{name: (dtype, initial value)}``), by name; for a
+        dynamic embedding all of them in one TFRA table, so that a step reads and writes a row's
+        state with one lookup and one upsert."""
+        if dynamic.is_dynamic(model_variable):
+            return dynamic.state_tables(self, model_variable, states)
+        return {name: self.add_row_variable(model_variable, name, dtype, initial_value)
+                for name, (dtype, initial_value) in states.items()}
 
     def _internal_apply_gradients(self, grads_and_vars):
         # Here rather than in apply_gradients, which TFRA's wrapper replaces. The checks and the
@@ -246,11 +256,13 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
             self.dense_optimizer.update_step(gradient, variable)
             return
         slots = self._slots[self._index_dict[self._var_key(variable)]]
+        batch_rows, occurrences = None, self._worker_occurrences.get(self._var_key(variable))
         if dynamic.is_dynamic(variable):
-            slots = dynamic.bind_to_batch(slots, variable)
-            gradient = dynamic.with_row_shape(gradient, variable)
-        counted = tf_step.update_variable(self, variable, slots, gradient, self.base_rate(),
-                                          self._worker_occurrences.get(self._var_key(variable)))
+            slots, batch_rows = dynamic.bind_to_batch(slots, variable)
+            gradient, occurrences = dynamic.summed_by_local_row(dynamic.with_row_shape(gradient, variable), variable)
+        counted = tf_step.update_variable(self, variable, slots, gradient, self.base_rate(), occurrences)
+        if batch_rows is not None:
+            batch_rows.write_back()
         if counted is not None and dynamic.is_dynamic(variable):
             self._hold_back_unadmitted(variable, *counted)
 

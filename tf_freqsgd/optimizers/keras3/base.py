@@ -161,6 +161,11 @@ class FrequencyAwareOptimizer(keras.optimizers.Optimizer):
                 return make()
         return make()
 
+    def add_row_variables(self, model_variable, states):
+        """``add_row_variable`` of each of ``states`` (``{name: (dtype, initial value)}``), by name."""
+        return {name: self.add_row_variable(model_variable, name, dtype, initial_value)
+                for name, (dtype, initial_value) in states.items()}
+
     @property
     def applied_steps(self):
         """Steps applied so far: ``iterations`` without the skipped ones."""
