@@ -179,31 +179,41 @@ class KeyedRows:
 
 class BatchRows:
     """The rows of a multi-state table for the batch's ids ``keys``: looked up once, at the first
-    read or write of any of its states, and upserted once by ``write_back``."""
+    read of any of its states, and upserted once by ``write_back``. A step writes its states at the
+    same local rows; each written column is kept as written and the rows are assembled once."""
 
     def __init__(self, table, keys):
         self.table = table
         self.keys = keys
-        self._values = None  # the batch's rows of state, float64 [len(keys), width], as written so far
-        self._written = []  # the local rows each write touched
+        self._values = None  # the batch's rows of state as looked up, float64 [len(keys), width]
+        self._written = {}  # column index: (local rows, values)
 
     def values(self):
         if self._values is None:
             self._values = tf.reshape(self.table.lookup(self.keys), [-1, self.table.dim])
         return self._values
 
+    def read(self, index, rows):
+        if index not in self._written:
+            return tf.gather(self.values()[:, index], rows)
+        written_rows, written = self._written[index]  # read after a write: the column as written
+        column = tf.tensor_scatter_nd_update(self.values()[:, index], written_rows[:, None], written)
+        return tf.gather(column, rows)
+
     def write(self, index, rows, values):
-        positions = tf.stack([rows, tf.fill(tf.shape(rows), tf.cast(index, rows.dtype))], axis=1)
-        self._values = tf.tensor_scatter_nd_update(self.values(), positions, tf.cast(values, tf.float64))
-        if not any(rows is written for written in self._written):
-            self._written.append(rows)
+        if self._written and not any(rows is written_rows for written_rows, _ in self._written.values()):
+            raise ValueError("A step writes every state of a row at the same local rows.")
+        self._written[index] = (rows, tf.cast(values, tf.float64))
 
     def write_back(self):
         """The one upsert of the step's written rows (None when nothing was written)."""
         if not self._written:
             return None
-        rows = self._written[0] if len(self._written) == 1 else tf.unique(tf.concat(self._written, 0))[0]
-        return self.table.upsert(tf.gather(self.keys, rows), tf.gather(self._values, rows))
+        rows = next(iter(self._written.values()))[0]
+        old = None if len(self._written) == self.table.dim else tf.gather(self.values(), rows)
+        columns = [self._written[index][1] if index in self._written else old[:, index]
+                   for index in range(self.table.dim)]
+        return self.table.upsert(tf.gather(self.keys, rows), tf.stack(columns, axis=1))
 
 
 class BatchColumn:
@@ -219,7 +229,7 @@ class BatchColumn:
         return self.column.value_dtype
 
     def gather(self, rows):
-        return tf.cast(tf.gather(self.rows.values()[:, self.column.index], rows), self.dtype)
+        return tf.cast(self.rows.read(self.column.index, rows), self.dtype)
 
     def scatter_update(self, sparse):
         self.rows.write(self.column.index, sparse.indices, sparse.values)
