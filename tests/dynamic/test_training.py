@@ -64,7 +64,7 @@ OPTIMIZERS = {
 
 @pytest.mark.parametrize("wrapped", [False, True], ids=["compiled_directly", "wrapped_by_hand"])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_dynamic_table_trains_as_the_fixed_table_does(name, wrapped):
+def test_dynamic_table_trains_as_the_fixed_table_does(name, wrapped, sparse_apply_path):
     fixed, fixed_embedding = build_model(dynamic_table=False)
     train(fixed, OPTIMIZERS[name](), fixed_table=True)
     model, embedding = build_model(dynamic_table=True)
@@ -105,7 +105,7 @@ def table_probes(train_step, table, *args):
     return probes
 
 
-def test_a_rows_states_share_one_table_looked_up_once_and_upserted_once_a_step():
+def test_a_rows_states_share_one_table_looked_up_once_and_upserted_once_a_step(sparse_apply_path):
     model, embedding = build_model(dynamic_table=True)
     optimizer = tf_freqsgd.RowwiseAdagradCounter(0.5, initial_accumulator_value=0.25)
     train(model, optimizer, epochs=2)
@@ -130,6 +130,10 @@ def test_a_rows_states_share_one_table_looked_up_once_and_upserted_once_a_step()
 
     probes = table_probes(train_step, table, tf.constant(BATCHES[0]), tf.constant(LABELS))
     assert probes == {"TFRA>CuckooHashTableFind": 1, "TFRA>CuckooHashTableInsert": 1}
+    # The fused op updates the batch's rows of state in local variables, as it does a fixed table's.
+    op_types = {op.type for op in train_step.get_concrete_function(tf.constant(BATCHES[0]),
+                                                                   tf.constant(LABELS)).graph.get_operations()}
+    assert ("ResourceSparseApplyRowwiseAdagradCounter" in op_types) == (sparse_apply_path == "custom")
 
 
 def test_custom_loop_with_de_variable_and_embedding_lookup():

@@ -90,9 +90,13 @@ class CounterSGDDefinition:
         super().__init__(learning_rate, rule, name, counter_spec=counter_spec, momentum=momentum, nesterov=nesterov,
                          **kwargs)
 
+    def fused_op_applies(self, slots):
+        """Whether the fused op can make the step: not with momentum or CowClip, which it lacks."""
+        return "momentum" not in slots and not self.rule.clips
+
     def _fused_apply(self, ops, variable, slots, gradient, lr):
-        """One sparse step with the fused op (TensorFlow ``slots``); False with momentum or CowClip, which it lacks."""
-        if "momentum" in slots or self.rule.clips:
+        """One sparse step with the fused op (TensorFlow ``slots``), or False (``fused_op_applies``)."""
+        if not self.fused_op_applies(slots):
             return False
         ops.resource_sparse_apply_counter_sgd(variable.handle, slots["counter"].handle, lr, self.step, gradient.values,
                                               gradient.indices, **self.fused_attributes(variable))

@@ -29,8 +29,10 @@ class CountsRows:
 
     def _observe(self, slots, ids, occurrences):
         counter = slots["counter"]
+        # The dither of counts past 2**31 hashes the row's index where the update sees it (on a TFRA
+        # table, its local row), as the fused op does.
         stored, counts, frequency = self.counter_spec.counted(
-            TENSORFLOW, dynamic.gather_rows(counter, ids), occurrences, self.step, dynamic.keys_of(counter, ids))
+            TENSORFLOW, dynamic.gather_rows(counter, ids), occurrences, self.step, ids)
         counter.scatter_update(tf.IndexedSlices(stored, ids))
         return tf.cast(counts, tf.float32), frequency
 

@@ -235,6 +235,49 @@ class BatchColumn:
         self.rows.write(self.column.index, sparse.indices, sparse.values)
 
 
+class BatchStateVariables:
+    """Local variables holding the batch's rows of a TFRA table's optimizer state, one a state, as
+    TFRA's shadow variable holds the batch's embedding rows: ``load`` looks the batch's ids up once
+    a table, the fused op updates the rows in place by local row, as it does a fixed table's, and
+    ``write_back`` upserts them once a table. Made when the optimizer is built, outside any
+    distribution strategy; not checkpointed (they hold one step's rows)."""
+
+    def __init__(self, slots):
+        self.states = {name: state for name, state in slots.items() if is_table(state)}
+        with tf.init_scope():
+            self.variables = {name: tf.Variable(tf.zeros([0], state.value_dtype), shape=tf.TensorShape([None]),
+                                                trainable=False, name=f"batch_{name}")
+                              for name, state in self.states.items()}
+
+    def _by_table(self):
+        """``[(table, [(state name, column)])]``: each table once, with the states it holds."""
+        tables = []
+        for name, state in self.states.items():
+            table, column = (state.table, state.index) if isinstance(state, StateColumn) else (state, 0)
+            for held, columns in tables:
+                if held is table:
+                    columns.append((name, column))
+                    break
+            else:
+                tables.append((table, [(name, column)]))
+        return tables
+
+    def load(self, keys):
+        """Assigns the state rows of ``keys`` (the batch's distinct ids); returns the variables by name."""
+        for table, columns in self._by_table():
+            rows = tf.reshape(table.lookup(keys), [-1, table.dim])
+            for name, column in columns:
+                self.variables[name].assign(tf.cast(rows[:, column], self.variables[name].dtype))
+        return self.variables
+
+    def write_back(self, keys):
+        """One upsert a table of the rows as the step left them."""
+        return tf.group([
+            table.upsert(keys, tf.stack([tf.cast(self.variables[name].read_value(), table.value_dtype)
+                                         for name, _ in sorted(columns, key=lambda c: c[1])], axis=1))
+            for table, columns in self._by_table()])
+
+
 def gather_rows(state, rows):
     """``tf.gather(state, rows)`` for a ``tf.Variable``, a partitioned one (``ShardedVariable``), a
     ``KeyedRows`` table or ``BatchColumn``, or a width-1 TFRA table or ``StateColumn`` read by key."""
@@ -246,11 +289,6 @@ def gather_rows(state, rows):
         # Its partitioners give shards contiguous rows, the first ones one more: "div".
         return tf.nn.embedding_lookup(state, rows)
     return tf.gather(state, rows)
-
-
-def keys_of(state, rows):
-    """The ids of ``rows``: the keys of a batch-bound table's local rows, else the rows themselves."""
-    return tf.gather(state.keys, rows) if isinstance(state, (KeyedRows, BatchColumn)) else rows
 
 
 def with_row_shape(gradient, variable):

@@ -82,9 +82,13 @@ class RowwiseAdagradCounterDefinition:
     def _update(self, variable):
         return RowwiseAdagradUpdate(self.rule, self._decays(variable), self.epsilon)
 
+    def fused_op_applies(self, slots):
+        """Whether the fused op can make the step: not with CowClip, which it lacks."""
+        return not self.rule.clips
+
     def _fused_apply(self, ops, variable, slots, gradient, lr):
-        """One sparse step with the fused op (TensorFlow ``slots``); False with CowClip, which it lacks."""
-        if self.rule.clips:
+        """One sparse step with the fused op (TensorFlow ``slots``), or False (``fused_op_applies``)."""
+        if not self.fused_op_applies(slots):
             return False
         ops.resource_sparse_apply_rowwise_adagrad_counter(
             variable.handle, slots["accumulator"].handle, slots["counter"].handle, lr, self.step, gradient.values,

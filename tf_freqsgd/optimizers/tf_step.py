@@ -18,12 +18,13 @@ in_xla_context = _tf_internals.in_xla_context
 def fused_ops_for(variable):
     """The fused-op module when it can update ``variable`` here, else None (pure-TF path).
 
-    Not inside XLA (it cannot compile a custom op), not for TFRA tables, and for GPU variables
-    only when the library holds the CUDA kernels. (Under ``ParameterServerStrategy`` the gradients
-    arrive summed over their ids with the occurrences beside them, which the op does not take:
-    the TensorFlow path then, see ``update_variable``.)
+    Not inside XLA (it cannot compile a custom op), and for GPU variables only when the library
+    holds the CUDA kernels. (Under ``ParameterServerStrategy`` the gradients arrive summed over
+    their ids with the occurrences beside them, which the op does not take: the TensorFlow path
+    then, see ``update_variable``.) For a TFRA table's shadow rows, the front decides (see
+    ``row_storage.BatchStateVariables``).
     """
-    if variable.dtype.base_dtype not in _FUSED_DTYPES or row_storage.is_dynamic(variable):
+    if variable.dtype.base_dtype not in _FUSED_DTYPES:
         return None
     if "GPU" in (variable.device or "").upper() and not fused.gpu_kernels_available():
         return None

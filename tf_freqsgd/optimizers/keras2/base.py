@@ -112,6 +112,11 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
             variable.params.name: (variable, slots)
             for variable, slots in zip(var_list, self._slots) if dynamic.is_dynamic(variable)
         })
+        # The fused op's local copies of each table's batch of state rows, where the op may run:
+        # not under a distribution strategy, which places and mirrors variables of its own.
+        self._batch_states = self._no_dependency({
+            name: dynamic.BatchStateVariables(slots) for name, (_, slots) in self.dynamic_tables.items()
+            if self.fused_op_applies(slots) and not tf.distribute.has_strategy()})
         self._built = True
 
     def _create_slots(self, variable):
@@ -256,15 +261,35 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
             self.dense_optimizer.update_step(gradient, variable)
             return
         slots = self._slots[self._index_dict[self._var_key(variable)]]
-        batch_rows, occurrences = None, self._worker_occurrences.get(self._var_key(variable))
         if dynamic.is_dynamic(variable):
-            slots, batch_rows = dynamic.bind_to_batch(slots, variable)
-            gradient, occurrences = dynamic.summed_by_local_row(dynamic.with_row_shape(gradient, variable), variable)
+            self._update_table(variable, slots, dynamic.with_row_shape(gradient, variable))
+            return
+        tf_step.update_variable(self, variable, slots, gradient, self.base_rate(),
+                                self._worker_occurrences.get(self._var_key(variable)))
+
+    def _update_table(self, variable, slots, gradient):
+        """A TFRA table's step on its shadow rows (the batch's distinct ids, local row ``i`` the id
+        ``variable.ids[i]``): with the fused op on the batch's state rows held in local variables
+        (``BatchStateVariables``), else in TensorFlow ops on the state tables bound to the batch.
+        Each state table is looked up once and upserted once either way."""
+        batch_state = self._batch_states.get(variable.params.name)
+        if (batch_state is not None and tf_step.fused_ops_for(variable) is not None
+                and self.fused_op_applies(slots) and not getattr(self.counter_spec, "admission_count", None)):
+            local = batch_state.load(variable.ids)
+            self._fused_apply(tf_step.fused_ops_for(variable), variable, {**slots, **local}, gradient, self.base_rate())
+            batch_state.write_back(variable.ids)
+            return
+        slots, batch_rows = dynamic.bind_to_batch(slots, variable)
+        gradient, occurrences = dynamic.summed_by_local_row(gradient, variable)
         counted = tf_step.update_variable(self, variable, slots, gradient, self.base_rate(), occurrences)
         if batch_rows is not None:
             batch_rows.write_back()
-        if counted is not None and dynamic.is_dynamic(variable):
+        if counted is not None:
             self._hold_back_unadmitted(variable, *counted)
+
+    def fused_op_applies(self, slots):
+        """Whether the fused op can make a sparse step with ``slots``."""
+        return False
 
     def _fused_apply(self, ops, variable, slots, gradient, lr):
         """Applies a sparse step with the fused op and returns True, or returns False."""
