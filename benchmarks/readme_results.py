@@ -463,6 +463,9 @@ def memory_sections(state_memory, quality):
     return lines
 
 
+STEP_TARGET, STEP_TARGET_SPEC = 1.10, "10000000x16"  # CounterSGD's fused step against legacy SGD's
+
+
 def step_time_sections(step_time, results_dir, readme_dir):
     specs = list(step_time["results"])
     lines = ["### Step time", "",
@@ -489,6 +492,12 @@ def step_time_sections(step_time, results_dir, readme_dir):
         if speedups:
             lines.append(f"* {optimizer}: the fused op's update is " + ", ".join(speedups)
                          + " as fast as the pure-TF path's.")
+    fused = {spec: step_time["results"][spec].get("CounterSGD, fused op") for spec in specs}
+    if fused.get(STEP_TARGET_SPEC):
+        ratio = fused[STEP_TARGET_SPEC]["step_ratio"]
+        verdict = "meets" if ratio <= STEP_TARGET else "misses"
+        lines.append(f"* CounterSGD's fused step {verdict} the target of ≤ {STEP_TARGET:.2f}× legacy SGD's on "
+                     f"{STEP_TARGET_SPEC} ({ratio:.2f}× in this run).")
     lines.append("")
     for spec, parts in step_time.get("breakdown", {}).items():
         lines += [f"CounterSGD's update in parts on {spec} (the profile behind the step target; each part a traced "
