@@ -591,8 +591,8 @@ def dynamic_sections(dynamic, results_dir, readme_dir):
                   f"CounterSGD's step grows {growth_of['counter_sgd']:.2f}× from {size_label(sizes[0])} to "
                   f"{size_label(sizes[-1])} ids: it {verdict} the ≤ 1.5× target; legacy SGD on the same TFRA "
                   f"table grows {growth_of['sgd']:.2f}×.", ""]
-    return lines + dynamic_targets(by_key, sizes) + dynamic_profile(dynamic, by_key, sizes[0]) + image(results_dir, readme_dir, "dynamic_scale.png",
-                                                          "TFRA dynamic embeddings at scale")
+    lines += dynamic_targets(by_key, sizes) + dynamic_profile(dynamic, by_key, sizes[0])
+    return lines + image(results_dir, readme_dir, "dynamic_scale.png", "TFRA dynamic embeddings at scale")
 
 
 PROFILE_PARTS = ("embedding default values", "embedding lookup", "embedding upsert", "optimizer state lookup",

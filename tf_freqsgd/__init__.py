@@ -9,7 +9,7 @@ sets it: ``active_keras()`` names the choice. Both fronts stay importable as
 from tf_freqsgd._compat import active_keras
 from tf_freqsgd.optimizers import CounterSGD, FrequencySGD, RowwiseAdagradCounter, optimizer_state_bytes
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "CounterSGD",

@@ -21,6 +21,18 @@ maybe_merge_call = tf.__internal__.distribute.interim.maybe_merge_call
 ShardedVariable = tf.__internal__.distribute.ShardedVariable
 
 
+class RestoreRefusal(tf.__internal__.tracking.Trackable):
+    """A checkpoint dependency that raises ``error`` when a restore reaches what was saved under
+    its name: TensorFlow looks up the saved object's children (``_lookup_dependency``) while it
+    matches objects, before it reads any value."""
+
+    def __init__(self, error):
+        self._error = error
+
+    def _lookup_dependency(self, name, cached_dependencies=None):
+        raise self._error
+
+
 def in_xla_context():
     """True while a function being traced will be compiled by XLA (which drops assertions)."""
     return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())

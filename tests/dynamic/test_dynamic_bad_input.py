@@ -15,6 +15,8 @@ import tf_freqsgd
 from tf_freqsgd.dynamic import saving
 
 de = pytest.importorskip("tensorflow_recommenders_addons.dynamic_embedding")
+# Every case on the fused op and on the pure-TF path.
+pytestmark = pytest.mark.usefixtures("sparse_apply_path")
 
 BATCH = np.array([[5, 5, 2**62 + 11], [-(2**63), 7, -3]], np.int64)
 LABELS = np.array([[1.0], [0.0]], np.float32)

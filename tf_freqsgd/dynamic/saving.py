@@ -240,9 +240,10 @@ def check_checkpoint(path, model, optimizer=None):
     for name in sorted(saved):
         if name in legacy:
             raise LegacyStateLayoutError(
-                f"The checkpoint {path!r} keeps the optimizer state {name!r} in a table of its own: it was written "
-                f"by tf_freqsgd 0.x before a row's states shared one table ({legacy[name]!r}). Restore it with the "
-                "tf_freqsgd that wrote it and save again from this version, or restore the model alone.")
+                f"The checkpoint {path!r} keeps the optimizer state {name!r} in a table of its own: it was "
+                f"written by tf_freqsgd 0.2 or earlier, before a row's states shared one table ({legacy[name]!r}). "
+                "Restore it with the tf_freqsgd that wrote it and save again from this version, or restore the "
+                "model alone.")
     current = _model_tables(model, optimizer)
     unmatched = sorted(name for name in saved
                        if name not in current and not any(name.startswith((f"{t}-", f"{t}/")) for t in current))

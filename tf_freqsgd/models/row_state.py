@@ -41,7 +41,8 @@ def has_counters(optimizer):
 def frequency_slots(optimizer, layer):
     """The tf_freqsgd optimizer's per-row state of ``layer``'s id table, by name (``counter``,
     ``accumulator``, ``frequency``, ``momentum``): ``tf.Variable`` rows for a fixed table, for a
-    TFRA one ``de.Variable`` tables keyed by id (a ``StateColumn`` of one where a row's states share it). The optimizer must be built."""
+    TFRA one ``de.Variable`` tables keyed by id (a ``StateColumn`` of one where a row's states
+    share it). The optimizer must be built."""
     inner = inner_optimizer(optimizer)
     if not isinstance(inner, FrequencyAwareOptimizer):
         raise TypeError(f"{type(inner).__name__} is not a tf_freqsgd optimizer.")

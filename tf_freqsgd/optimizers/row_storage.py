@@ -99,32 +99,22 @@ def state_tables(owner, variable, states):
     initial_values = [float(np.asarray(initial_value, np.float64)) for _, initial_value in states.values()]
     table = _state_table(owner, variable, "-".join(names), tf.float64, len(names), initial_values)
     for name in names:
-        _tf_internals.track_dependency(owner, LegacyStateGuard(table.name, f"{variable.params.name}-{name}"),
-                                       f"{variable.params.name}-{name}")
+        # Where a state's width-1 table of the former layout was: restoring one raises, before any
+        # optimizer state is written (at the build, when the restore came first).
+        legacy_name = f"{variable.params.name}-{name}"
+        _tf_internals.track_dependency(owner, _tf_internals.RestoreRefusal(LegacyStateLayoutError(
+            f"This checkpoint keeps the optimizer state '{legacy_name}' in a table of its own: it was written by "
+            f"tf_freqsgd 0.2 or earlier, before a row's states shared one table ('{table.name}'). No optimizer "
+            "state was restored. Restore it with the tf_freqsgd that wrote it and save the model and optimizer "
+            "again from this version, or train from the embeddings alone (restore the model without the "
+            "optimizer).")),
+            legacy_name)
     return {name: StateColumn(table, index, tf.as_dtype(dtype)) for index, (name, (dtype, _)) in
             enumerate(states.items())}
 
 
 class LegacyStateLayoutError(ValueError):
     """A checkpoint keeps a row's optimizer states in one width-1 table each; they now share one."""
-
-
-class LegacyStateGuard(tf.__internal__.tracking.Trackable):
-    """Stands, in the optimizer's checkpoint dependencies, where a width-1 state table of the
-    former layout was: restoring such a checkpoint reaches it and raises before any value of the
-    restore is written (TensorFlow visits the saved objects before it reads a value); restored
-    before the optimizer is built, at the build, when the guard is made."""
-
-    def __init__(self, table_name, legacy_name):
-        self.table_name = table_name
-        self.legacy_name = legacy_name
-
-    def _lookup_dependency(self, name, cached_dependencies=None):
-        raise LegacyStateLayoutError(
-            f"This checkpoint keeps the optimizer state '{self.legacy_name}' in a table of its own: it was written "
-            f"by tf_freqsgd 0.x before a row's states shared one table ('{self.table_name}'). No optimizer "
-            "state was restored. Restore it with the tf_freqsgd that wrote it and save the model and optimizer again "
-            "from this version, or train from the embeddings alone (restore the model without the optimizer).")
 
 
 class StateColumn:

@@ -273,10 +273,12 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         (``BatchStateVariables``), else in TensorFlow ops on the state tables bound to the batch.
         Each state table is looked up once and upserted once either way."""
         batch_state = self._batch_states.get(variable.params.name)
-        if (batch_state is not None and tf_step.fused_ops_for(variable) is not None
-                and self.fused_op_applies(slots) and not getattr(self.counter_spec, "admission_count", None)):
+        ops = tf_step.fused_ops_for(variable) if batch_state is not None else None
+        # Admission needs the batch's counts, which the op keeps to itself.
+        if (ops is not None and not tf.distribute.has_strategy() and self.fused_op_applies(slots)
+                and not getattr(self.counter_spec, "admission_count", None)):
             local = batch_state.load(variable.ids)
-            self._fused_apply(tf_step.fused_ops_for(variable), variable, {**slots, **local}, gradient, self.base_rate())
+            self._fused_apply(ops, variable, {**slots, **local}, gradient, self.base_rate())
             batch_state.write_back(variable.ids)
             return
         slots, batch_rows = dynamic.bind_to_batch(slots, variable)
