@@ -9,8 +9,8 @@ whose row ``i`` holds the embedding of id ``variable.ids[i]``. A counter (or Ada
 cannot be a slot of that copy, since TFRA would make it a table of the embedding's width. All of a
 row's per-row state lives in one ``de.Variable`` keyed by the same ids, with the embedding's
 devices, partitioner and key-value backend: a step looks the batch's ids up in it once and
-upserts them once, however many states a row keeps (a hash probe costs about the same at width 1
-as at width 32: the probe, not the bytes, is the cost). One state keeps its own dtype in a width-1
+upserts them once, however many states a row keeps (a probe of a width-1 table costs over half of
+one of width 32: the probe, not the bytes, is the cost). One state keeps its own dtype in a width-1
 table (``<table>-counter``); several share a float64 table, one column each
 (``<table>-counter-accumulator``), which holds int32 count codes, float32 accumulators and float64
 log-counts exactly. ``StateColumn`` reads one state of such a table, ``KeyedRows`` and
