@@ -686,7 +686,7 @@ def cluster_sections(cluster, results_dir, readme_dir):
 def embedding_size_sections(sizes, results_dir, readme_dir):
     seeds = sizes.get("seeds", 1)
     lines = ["### Embedding size: MLET and PEP against plain tables", "",
-             f"`benchmarks/embedding_size.py` on {sizes['dataset']}: test metric, mean ± standard deviation over "
+             f"`benchmarks/embedding_size.py` on {sizes['dataset']}: test metric, mean ± sample std over "
              f"{seeds} seed(s) (learning rate, and MLET's inner width, chosen on validation at seed 0; the epoch "
              f"on validation per seed, of {sizes['epochs']}, PEP tickets {sizes.get('retrain_epochs', sizes['epochs'])}"
              f"); embedding parameters at inference (seed mean) and the serving export's weights on disk (the "
@@ -739,7 +739,7 @@ def _embedding_size_cell(run, seeds):
     if run["test"] is None:
         return "diverged"
     spread = [value for value in run.get("test_seeds", []) if value is not None]
-    text = f"{run['test']:.4f}" + (f" ± {statistics.pstdev(spread):.4f}" if len(spread) > 1 else "")
+    text = f"{run['test']:.4f}" + (f" ± {statistics.stdev(spread):.4f}" if len(spread) > 1 else "")
     details = [f"lr {run['learning_rate']:g}"] + ([f"sparsity {run['sparsity']:.3f}"] if "sparsity" in run else [])
     if len(spread) < seeds:  # a PEP target some seeds did not reach
         details.append(f"{len(spread)} of {seeds} seeds")
