@@ -47,6 +47,7 @@ import tensorflow as tf
 from tensorflow_recommenders_addons import dynamic_embedding as de
 
 import bench_flags  # noqa: E402  (beside this script)
+from tf_freqsgd import _tfra_internals  # noqa: E402  (TFRA's private slot list, read in one place)
 from tf_freqsgd.optimizers.row_storage import own_tables  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -145,8 +146,8 @@ def train_step_function(model, optimizer):
 
 def optimizer_tables(optimizer, embedding):
     """The hash tables the optimizer keeps for the embedding: the slots TFRA made (recorded on the
-    layer's trainable, as TFRA's own optimizer code reads them) and tf_freqsgd's width-1 tables."""
-    tables = list(embedding.shadow._optimizer_vars.value)
+    layer's trainable, as TFRA's own optimizer code reads them) and tf_freqsgd's state tables."""
+    tables = _tfra_internals.slot_tables(embedding.shadow)
     for _, slots in getattr(optimizer, "dynamic_tables", {}).values():
         tables += own_tables(slots)
     return tables

@@ -492,9 +492,9 @@ def step_time_sections(step_time, results_dir, readme_dir):
         if speedups:
             lines.append(f"* {optimizer}: the fused op's update is " + ", ".join(speedups)
                          + " as fast as the pure-TF path's.")
-    fused = {spec: step_time["results"][spec].get("CounterSGD, fused op") for spec in specs}
-    if fused.get(STEP_TARGET_SPEC):
-        ratio = fused[STEP_TARGET_SPEC]["step_ratio"]
+    fused = step_time["results"].get(STEP_TARGET_SPEC, {}).get("CounterSGD, fused op")
+    if fused:
+        ratio = fused["step_ratio"]
         verdict = "meets" if ratio <= STEP_TARGET else "misses"
         lines.append(f"* CounterSGD's fused step {verdict} the target of ≤ {STEP_TARGET:.2f}× legacy SGD's on "
                      f"{STEP_TARGET_SPEC} ({ratio:.2f}× in this run).")
@@ -601,8 +601,8 @@ PROFILE_PARTS = ("embedding default values", "embedding lookup", "embedding upse
 
 def dynamic_profile(dynamic, by_key, size):
     """Where each optimizer's step time goes at ``size`` ids, from TensorFlow's profiler."""
-    rows = [(optimizer, by_key[size, optimizer]["op_profile_ms"]) for (rows, optimizer) in by_key
-            if rows == size and by_key[size, optimizer].get("op_profile_ms")]
+    rows = [(optimizer, row["op_profile_ms"]) for (rows, optimizer), row in by_key.items()
+            if rows == size and row.get("op_profile_ms")]
     if not rows:
         return []
     steps = dynamic["settings"].get("profile_steps")

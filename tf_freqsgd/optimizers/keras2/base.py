@@ -112,11 +112,13 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
             variable.params.name: (variable, slots)
             for variable, slots in zip(var_list, self._slots) if dynamic.is_dynamic(variable)
         })
-        # The fused op's local copies of each table's batch of state rows, where the op may run:
-        # not under a distribution strategy, which places and mirrors variables of its own.
+        # The fused op's local copies of each table's batch of state rows, where the op may run: not
+        # with admission, which needs the batch's counts the op keeps to itself, nor under a
+        # distribution strategy, which places and mirrors variables of its own.
         self._batch_states = self._no_dependency({
             name: dynamic.BatchStateVariables(slots) for name, (_, slots) in self.dynamic_tables.items()
-            if self.fused_op_applies(slots) and not tf.distribute.has_strategy()})
+            if self.fused_op_applies(slots) and not getattr(self.counter_spec, "admission_count", None)
+            and not tf.distribute.has_strategy()})
         self._built = True
 
     def _create_slots(self, variable):
@@ -273,10 +275,9 @@ class FrequencyAwareOptimizer(tf_keras.optimizers.Optimizer):
         (``BatchStateVariables``), else in TensorFlow ops on the state tables bound to the batch.
         Each state table is looked up once and upserted once either way."""
         batch_state = self._batch_states.get(variable.params.name)
-        ops = tf_step.fused_ops_for(variable) if batch_state is not None else None
-        # Admission needs the batch's counts, which the op keeps to itself.
-        if (ops is not None and not tf.distribute.has_strategy() and self.fused_op_applies(slots)
-                and not getattr(self.counter_spec, "admission_count", None)):
+        # A strategy entered after the build: its replicas cannot share the local copies.
+        ops = tf_step.fused_ops_for(variable) if batch_state is not None and not tf.distribute.has_strategy() else None
+        if ops is not None:
             local = batch_state.load(variable.ids)
             self._fused_apply(ops, variable, {**slots, **local}, gradient, self.base_rate())
             batch_state.write_back(variable.ids)
