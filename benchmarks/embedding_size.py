@@ -23,7 +23,10 @@ them. `--quick`: 1 seed, 1 epoch, CounterSGD only, one width each and one PEP ru
   Adagrad they are scaled (``threshold_scale``). Each target's ticket (the mask from the mildest
   initialisation that reached it, and the initial values) is retrained as a ``MaskedEmbedding`` for
   ``--retrain_epochs``. For reference, the *magnitude ticket* keeps the largest entries of the full
-  d = 32 model after training, retrained the same way. Parameters are the non-zero entries.
+  d = 32 model after training, retrained the same way; the *frequency ticket* spends the same sparsity
+  by id frequency (``frequency_mask``: row i keeps its first k_i ∝ count_i^--frequency_exponent columns,
+  counts from the training split), retrained from those initial values too. Parameters are the non-zero
+  entries.
 * Serving: each model of seed 0 is exported by ``export_for_serving`` (MLET collapsed, PEP tickets as
   their non-zero entries when smaller) and the bytes of its SavedModel's ``variables/`` are recorded.
 
@@ -50,7 +53,7 @@ import bench_flags  # noqa: E402  (beside this script)
 from tf_freqsgd import data as data_lib
 from tf_freqsgd.evaluation import auc
 from tf_freqsgd.export import export_for_serving
-from tf_freqsgd.layers import (MaskedEmbedding, MLETEmbedding, PEPEmbedding, PEPSparsityCallback,
+from tf_freqsgd.layers import (MaskedEmbedding, MLETEmbedding, PEPEmbedding, PEPSparsityCallback, frequency_mask,
                                initial_embeddings_path, mask_path)
 from tf_freqsgd.models.training import make_optimizer
 
@@ -62,8 +65,10 @@ LABELS = {"counter_sgd": "CounterSGD", "adagrad": "Adagrad"}
 # Rates are large with a loss averaged over the batch (README, choice of defaults).
 GRIDS = {"rating": (0.3, 1.0, 3.0), "ctr": (3.0, 10.0, 30.0)}
 TUNED_PLAIN_DIM, TUNED_MLET_DIM = 32, 8
-# The issue's targets: the retrained PEP ticket's AUC drop from the full model, at each sparsity.
+# The issue's targets: the retrained PEP ticket's AUC drop from the full model, at each sparsity (checked for the
+# frequency ticket too).
 PEP_TARGETS = {0.9: 0.005, 0.8: 0.002}
+TICKET_KINDS = {"retrained": "PEP tickets", "magnitude": "magnitude tickets", "frequency": "frequency tickets"}
 
 flags.DEFINE_string("data_dir", ML100K_DIR, "MovieLens 100K files; the built-in synthetic data when absent.")
 flags.DEFINE_integer("seeds", 3, "Seeds (initial values and batch order; the split stays seed 0's).")
@@ -81,6 +86,7 @@ flags.DEFINE_list("pep_threshold_inits", ["-6", "-4", "-3.2"], "PEP's initial th
 flags.DEFINE_list("pep_targets", ["0.8", "0.9", "0.95"], "Sparsities whose masks are retrained.")
 flags.DEFINE_float("pep_adagrad_threshold_scale", 25.0, "PEPEmbedding's threshold_scale under Adagrad: s = c·θ "
                    "moves c² as far per step (CounterSGD trains s with Adam instead).")
+flags.DEFINE_float("frequency_exponent", 0.5, "The frequency ticket's widths grow as count ** this.")
 flags.DEFINE_integer("pep_every_n_batches", 25, "PEPSparsityCallback measures every this many batches.")
 flags.DEFINE_string("output_json", os.path.join(RESULTS_DIR, "embedding_size.json"), "Output path.")
 flags.DEFINE_string("output_png_prefix", os.path.join(RESULTS_DIR, "embedding_size"), "Plot path prefix.")
@@ -266,7 +272,8 @@ def retrain_ticket(task, optimizer, splits, counts, learning_rate, seed, masks_a
 
 def measure_pep(task, optimizer, splits, counts, learning_rate, directory, seed):
     """Pruning runs from each threshold initialisation, then one retrain per target reached; and, for
-    reference, the magnitude ticket: the full model's largest entries, retrained the same way."""
+    reference, the magnitude ticket (the full model's largest entries) and the frequency ticket (each id's
+    first columns, more for frequent ids), retrained the same way."""
     dim = FLAGS.pep_dim
     targets = [float(t) for t in FLAGS.pep_targets]
     pruning_optimizer, threshold_scale = pep_pruning_setup(optimizer)
@@ -301,9 +308,18 @@ def measure_pep(task, optimizer, splits, counts, learning_rate, directory, seed)
         tickets = {name: (np.abs(table) > cut, initial.tables[name]) for name, table in trained.items()}
         magnitude[f"{target:g}"] = retrain_ticket(task, optimizer, splits, counts, learning_rate, seed, tickets)
         magnitude[f"{target:g}"]["target_sparsity"] = target
+    train_part = splits[task][0]
+    id_counts = {"user": np.bincount(train_part["user_id"], minlength=counts[0]),
+                 "item": np.bincount(train_part["item_id"], minlength=counts[1])}
+    frequency = {}
+    for target in targets:
+        tickets = {name: (frequency_mask(id_counts[name], dim, target, FLAGS.frequency_exponent), initial.tables[name])
+                   for name in id_counts}
+        frequency[f"{target:g}"] = retrain_ticket(task, optimizer, splits, counts, learning_rate, seed, tickets)
+        frequency[f"{target:g}"].update(target_sparsity=target, exponent=FLAGS.frequency_exponent)
     for run in pruning.values():
         del run["directory"]
-    return {"pruning": pruning, "retrained": retrained, "magnitude": magnitude,
+    return {"pruning": pruning, "retrained": retrained, "magnitude": magnitude, "frequency": frequency,
             "pruning_optimizer": pruning_optimizer, "threshold_scale": threshold_scale}
 
 
@@ -332,7 +348,8 @@ def over_seeds(runs):
 
 def target_checks(task, results):
     """The issue's targets, per optimizer (seed means): MLET at d <= 8 as good as plain d = 32; the
-    retrained PEP ticket's AUC drop from the full model at >= 90 % and >= 80 % sparsity (CTR)."""
+    retrained PEP ticket's AUC drop from the full model at >= 90 % and >= 80 % sparsity (CTR), and the
+    same drops of the frequency ticket."""
     checks = {}
     for optimizer, result in results.items():
         reference = result["plain"][TUNED_PLAIN_DIM]["test"]
@@ -340,12 +357,14 @@ def target_checks(task, results):
         checks[optimizer] = {"plain_d32": reference, "mlet_matches_plain_d32_at": min(small) if small else None}
         if "pep" in result:
             full = result["plain"][FLAGS.pep_dim]["test"]
-            for sparsity, allowed in PEP_TARGETS.items():
-                runs = [run for run in result["pep"]["retrained"].values()
-                        if run["sparsity"] >= sparsity and run["test"] is not None]
-                drop = None if not runs else round(full - max(run["test"] for run in runs), 4)
-                checks[optimizer][f"pep_auc_drop_at_{sparsity * 100:.0f}_percent"] = drop
-                checks[optimizer][f"pep_{sparsity * 100:.0f}_percent_met"] = drop is not None and drop <= allowed
+            for kind, prefix in (("retrained", "pep"), ("frequency", "frequency_ticket")):
+                for sparsity, allowed in PEP_TARGETS.items():
+                    runs = [run for run in result["pep"][kind].values()
+                            if run["sparsity"] >= sparsity and run["test"] is not None]
+                    drop = None if not runs else round(full - max(run["test"] for run in runs), 4)
+                    checks[optimizer][f"{prefix}_auc_drop_at_{sparsity * 100:.0f}_percent"] = drop
+                    met = drop is not None and drop <= allowed
+                    checks[optimizer][f"{prefix}_{sparsity * 100:.0f}_percent_met"] = met
     return checks
 
 
@@ -374,8 +393,9 @@ def plot(results, dataset, path_prefix):
                               [result["mlet"][d]["test"] for d in dims], "s--", color=color,
                               label=f"MLET d={dims[0]}..{dims[-1]}, {label}")
                     continue
-                kinds = (("retrained", "^--", "PEP tickets"), ("magnitude", "v:", "magnitude tickets"))
-                for kind, marker, name in kinds:
+                markers = {"retrained": "^--", "magnitude": "v:", "frequency": "D-."}
+                for kind, name in TICKET_KINDS.items():
+                    marker = markers[kind]
                     runs = [run for run in result["pep"][kind].values() if run["test"] is not None]
                     axis.plot([run["parameters"] for run in runs], [run["test"] for run in runs], marker, color=color,
                               label=f"{name}, {label}")
@@ -425,7 +445,7 @@ def print_tables(results):
             for run in pep["pruning"].values():
                 print(f"| pruning | {run['threshold_init']:g} | | {run['parameters']:,.0f} | "
                       f"{1 - run['parameters'] / total:.3f} | {cell(run['test'])} | {run['epoch']} |")
-            for kind in ("retrained", "magnitude"):
+            for kind in TICKET_KINDS:
                 for run in pep[kind].values():
                     print(f"| {kind} ticket | {run.get('threshold_init', '')} | {run['target_sparsity']:g} | "
                           f"{run['parameters']:,.0f} | {run['sparsity']:.3f} | {cell(run['test'])} | {run['epoch']} |")

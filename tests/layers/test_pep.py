@@ -226,6 +226,12 @@ def test_a_full_mask_trains_exactly_as_a_plain_embedding():
     np.testing.assert_allclose(tables[0], tables[1], rtol=1e-6, atol=1e-7)
 
 
+def test_a_mask_without_initial_values_draws_them_from_the_initializer():
+    mask = np.random.default_rng(5).random((ROWS, WIDTH)) < 0.5
+    masked = MaskedEmbedding.from_mask(mask, embeddings_initializer=tf.keras.initializers.Constant(0.25))
+    np.testing.assert_array_equal(masked.pruned_table(), np.where(mask, 0.25, 0.0).astype(np.float32))
+
+
 def test_config_and_keras_save_round_trip(tmp_path):
     tf.keras.utils.set_random_seed(0)
     ids = tf.keras.Input(shape=(3,), dtype=tf.int64)
@@ -305,6 +311,8 @@ def test_bad_masks_are_named(tmp_path):
         MaskedEmbedding.from_mask(np.ones((10, 4), bool), np.zeros((10, 3)))
     with pytest.raises(ValueError, match="`mask` must be boolean or hold only 0 and 1"):
         MaskedEmbedding.from_mask(np.full((10, 4), 0.5), np.zeros((10, 4)))
+    with pytest.raises(ValueError, match=r"`mask` must be a matrix \(rows, width\); got shape \(10,\)"):
+        MaskedEmbedding.from_mask(np.ones(10, bool))
     with pytest.raises(FileNotFoundError, match="items.mask-sparsity-0.9.npy does not exist"):
         MaskedEmbedding.from_saved(tmp_path, "items", 0.9)
     with pytest.raises(RuntimeError, match="call the layer .* before pruned_table"):

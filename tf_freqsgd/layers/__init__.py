@@ -1,5 +1,6 @@
 """Embedding layers that shrink the served table: MLET (factorised training, collapsed inference)
-and PEP (learnable pruning, then a masked retrain); and, with Keras 3, ``RowEmbedding``, an
+and PEP (learnable pruning, then a masked retrain), with ``frequency_mask`` (a table's sparsity spent by
+id frequency, for ``MaskedEmbedding``); and, with Keras 3, ``RowEmbedding``, an
 ``Embedding`` whose lookup reads the batch's rows only. Served graphs' id lookups, stock ops only:
 ``StaticEmbedding`` (a frozen id -> row table), ``SparseTableEmbedding`` (a pruned table's
 non-zero entries), ``IdIndex`` (raw ids -> row indices, unknown ones flagged) and
@@ -7,6 +8,7 @@ non-zero entries), ``IdIndex`` (raw ids -> row indices, unknown ones flagged) an
 
 from tf_freqsgd._compat import KERAS3, active_keras
 
+from tf_freqsgd.layers.frequency_mask import frequency_mask, frequency_widths
 from tf_freqsgd.layers.id_index import FallbackForUnknown, IdIndex
 from tf_freqsgd.layers.mlet import MLETEmbedding
 from tf_freqsgd.layers.pep import (
@@ -35,6 +37,8 @@ __all__ = [
     "SparseTableEmbedding",
     "StaticEmbedding",
     *(["RowEmbedding"] if active_keras() == KERAS3 else []),
+    "frequency_mask",
+    "frequency_widths",
     "initial_embeddings_path",
     "mask_path",
     "soft_threshold",

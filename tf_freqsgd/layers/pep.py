@@ -225,18 +225,22 @@ class MaskedEmbedding(tf.keras.layers.Layer):
         self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
 
     @classmethod
-    def from_mask(cls, mask, initial_embeddings, **kwargs):
-        """A layer whose entries are ``initial_embeddings`` where ``mask`` is true and 0 elsewhere."""
+    def from_mask(cls, mask, initial_embeddings=None, **kwargs):
+        """A layer whose entries are ``initial_embeddings`` where ``mask`` is true and 0 elsewhere
+        (``None``: the values ``embeddings_initializer`` draws for a new table)."""
         mask = np.asarray(mask)
-        initial_embeddings = np.asarray(initial_embeddings)
-        if mask.ndim != 2 or mask.shape != initial_embeddings.shape:
+        if mask.ndim != 2:
+            raise ValueError(f"MaskedEmbedding.from_mask: `mask` must be a matrix (rows, width); got shape {mask.shape}.")
+        if initial_embeddings is not None and np.shape(initial_embeddings) != mask.shape:
             raise ValueError(f"MaskedEmbedding.from_mask: `mask` {mask.shape} and `initial_embeddings` "
-                             f"{initial_embeddings.shape} must be matrices of one shape (rows, width).")
+                             f"{np.shape(initial_embeddings)} must be matrices of one shape (rows, width).")
         if mask.dtype != bool and not np.isin(mask, (0, 1)).all():
             raise ValueError("MaskedEmbedding.from_mask: `mask` must be boolean or hold only 0 and 1.")
         mask = mask.astype(bool)
         layer = cls(mask.shape[0], mask.shape[1], **kwargs)
         layer.build((None,))
+        if initial_embeddings is None:
+            initial_embeddings = layer.embeddings.numpy()
         layer.mask.assign(mask)
         layer.embeddings.assign(np.where(mask, initial_embeddings, 0).astype(layer.embeddings.dtype.as_numpy_dtype))
         return layer
