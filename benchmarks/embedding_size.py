@@ -21,12 +21,13 @@ them. `--quick`: 1 seed, 1 epoch, CounterSGD only, one width each and one PEP ru
   when each of ``--pep_targets`` is first reached. The thresholds learn with a step of their own: under
   CounterSGD they are trained by Adam (``dense_optimizer`` pairing, rate ``DENSE_ADAM_RATE``), under
   Adagrad they are scaled (``threshold_scale``). Each target's ticket (the mask from the mildest
-  initialisation that reached it, and the initial values) is retrained as a ``MaskedEmbedding`` for
-  ``--retrain_epochs``. For reference, the *magnitude ticket* keeps the largest entries of the full
-  d = 32 model after training, retrained the same way; the *frequency ticket* spends the same sparsity
-  by id frequency (``frequency_mask``: row i keeps its first k_i ∝ count_i^--frequency_exponent columns,
-  counts from the training split), retrained from those initial values too. Parameters are the non-zero
-  entries.
+  initialisation that reached it, and that run's tables at the rewind point: after ``--rewind_epochs``
+  epochs, late rewinding) is retrained as a ``MaskedEmbedding`` for ``--retrain_epochs``. For
+  reference, the *magnitude ticket* keeps the largest entries of the full d = 32 model after training;
+  the *frequency ticket* spends the same sparsity by id frequency (``frequency_mask``: row i keeps its
+  first k_i ∝ count_i^--frequency_exponent columns, counts from the training split). Both start from
+  the full model's tables at the rewind point and are retrained the same way. Parameters are the
+  non-zero entries.
 * Serving: each model of seed 0 is exported by ``export_for_serving`` (MLET collapsed, PEP tickets as
   their non-zero entries when smaller) and the bytes of its SavedModel's ``variables/`` are recorded.
 
@@ -73,6 +74,8 @@ TICKET_KINDS = {"retrained": "PEP tickets", "magnitude": "magnitude tickets", "f
 flags.DEFINE_string("data_dir", ML100K_DIR, "MovieLens 100K files; the built-in synthetic data when absent.")
 flags.DEFINE_integer("seeds", 3, "Seeds (initial values and batch order; the split stays seed 0's).")
 flags.DEFINE_integer("epochs", 12, "Epochs per run; the epoch is chosen on validation.")
+flags.DEFINE_integer("rewind_epochs", 1, "Tickets retrain from their source run's tables after this many epochs "
+                     "(0: the initial values, the original lottery ticket).")
 flags.DEFINE_integer("retrain_epochs", 20, "Epochs of a PEP ticket's retrain (fewer entries grow more slowly).")
 flags.DEFINE_integer("batch_size", 256, "Batch size.")
 flags.DEFINE_list("optimizers", list(OPTIMIZERS), "Optimizers to measure.")
@@ -137,15 +140,23 @@ def better(task, a, b):
     return b is None or (a < b if task == "rating" else a > b)
 
 
-class InitialTables(tf.keras.callbacks.Callback):
-    """Keeps the named layers' tables as training starts (a magnitude ticket's initial values)."""
+class RewindTables(tf.keras.callbacks.Callback):
+    """Keeps the named layers' tables at the rewind point, after ``epochs`` epochs counted across ``fit``
+    calls (0: as training starts): the values the magnitude and frequency tickets retrain from."""
 
-    def __init__(self, names):
+    def __init__(self, names, epochs):
         super().__init__()
-        self.names, self.tables = names, {}
+        self.names, self.epochs, self.tables, self._epochs_done = names, epochs, {}, 0
 
     def on_train_begin(self, logs=None):
-        if not self.tables:
+        self._keep_at_rewind_point()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epochs_done += 1
+        self._keep_at_rewind_point()
+
+    def _keep_at_rewind_point(self):
+        if not self.tables and self._epochs_done == self.epochs:
             self.tables = {name: self.model.get_layer(name).embeddings.numpy() for name in self.names}
 
 
@@ -281,7 +292,8 @@ def measure_pep(task, optimizer, splits, counts, learning_rate, directory, seed)
     # Mildest (most negative) first: a target's ticket comes from the mildest run that reached it.
     for init in sorted(map(float, FLAGS.pep_threshold_inits)):
         run_dir = os.path.join(directory, f"{task}-{optimizer}-seed{seed}-init{init:g}")
-        callback = PEPSparsityCallback(targets, run_dir, every_n_batches=FLAGS.pep_every_n_batches)
+        callback = PEPSparsityCallback(targets, run_dir, every_n_batches=FLAGS.pep_every_n_batches,
+                                       rewind_epochs=FLAGS.rewind_epochs)
 
         def make(n, name, init=init):
             return PEPEmbedding(n, dim, threshold_init=init, threshold_scale=threshold_scale, name=name)
@@ -299,13 +311,13 @@ def measure_pep(task, optimizer, splits, counts, learning_rate, directory, seed)
                               np.load(initial_embeddings_path(source["directory"], name))) for name in ("user", "item")}
             retrained[f"{target:g}"] = retrain_ticket(task, optimizer, splits, counts, learning_rate, seed, tickets)
             retrained[f"{target:g}"].update(target_sparsity=target, threshold_init=source["threshold_init"])
-    initial = InitialTables(("user", "item"))
-    _, full = train(task, splits, counts, plain(dim), optimizer, learning_rate, seed, callbacks=[initial])
+    rewind = RewindTables(("user", "item"), FLAGS.rewind_epochs)
+    _, full = train(task, splits, counts, plain(dim), optimizer, learning_rate, seed, callbacks=[rewind])
     trained = {name: full.get_layer(name).embeddings.numpy() for name in ("user", "item")}
     magnitudes = np.concatenate([np.abs(table).ravel() for table in trained.values()])
     for target in targets:
         cut = np.quantile(magnitudes, target)
-        tickets = {name: (np.abs(table) > cut, initial.tables[name]) for name, table in trained.items()}
+        tickets = {name: (np.abs(table) > cut, rewind.tables[name]) for name, table in trained.items()}
         magnitude[f"{target:g}"] = retrain_ticket(task, optimizer, splits, counts, learning_rate, seed, tickets)
         magnitude[f"{target:g}"]["target_sparsity"] = target
     train_part = splits[task][0]
@@ -313,7 +325,7 @@ def measure_pep(task, optimizer, splits, counts, learning_rate, directory, seed)
                  "item": np.bincount(train_part["item_id"], minlength=counts[1])}
     frequency = {}
     for target in targets:
-        tickets = {name: (frequency_mask(id_counts[name], dim, target, FLAGS.frequency_exponent), initial.tables[name])
+        tickets = {name: (frequency_mask(id_counts[name], dim, target, FLAGS.frequency_exponent), rewind.tables[name])
                    for name in id_counts}
         frequency[f"{target:g}"] = retrain_ticket(task, optimizer, splits, counts, learning_rate, seed, tickets)
         frequency[f"{target:g}"].update(target_sparsity=target, exponent=FLAGS.frequency_exponent)
@@ -456,11 +468,13 @@ def main(argv):
     bench_flags.apply_quick({"seeds": 1, "epochs": 1, "retrain_epochs": 1, "plain_dims": ["32"], "mlet_dims": ["8"],
                              "mlet_inner_dims": ["16"], "optimizers": ["counter_sgd"], "pep_threshold_inits": ["-3"],
                              "pep_targets": ["0.5"]})
+    if not 0 <= FLAGS.rewind_epochs <= FLAGS.epochs:
+        raise app.UsageError(f"--rewind_epochs must be in [0, --epochs = {FLAGS.epochs}]; got {FLAGS.rewind_epochs}.")
     started = time.perf_counter()
     dataset, splits, num_users, num_items = load_splits()
     counts = (num_users, num_items)
     results = {"dataset": dataset, "counts": counts, "seeds": FLAGS.seeds, "epochs": FLAGS.epochs,
-               "retrain_epochs": FLAGS.retrain_epochs, "batch_size": FLAGS.batch_size, "grids": GRIDS,
+               "retrain_epochs": FLAGS.retrain_epochs, "rewind_epochs": FLAGS.rewind_epochs, "batch_size": FLAGS.batch_size, "grids": GRIDS,
                "pep_dim": FLAGS.pep_dim, "pep_targets": {f"{k:g}": v for k, v in PEP_TARGETS.items()}}
     with tempfile.TemporaryDirectory() as directory:
         for task in TASKS:

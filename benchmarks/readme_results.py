@@ -691,8 +691,10 @@ def embedding_size_sections(sizes, results_dir, readme_dir):
              f"on validation per seed, of {sizes['epochs']}, PEP tickets {sizes.get('retrain_epochs', sizes['epochs'])}"
              f"); embedding parameters at inference (seed mean) and the serving export's weights on disk (the "
              f"SavedModel's variables/, biases included; seed 0, first optimizer). PEP at d = {sizes['pep_dim']}: "
-             "tickets are the masks PEP's pruning reached, retrained from the initial values; magnitude tickets, "
-             "for reference, keep the trained full model's largest entries.", ""]
+             "tickets are the masks PEP's pruning reached; magnitude tickets, for reference, keep the trained full "
+             "model's largest entries; frequency tickets keep each id's first columns, more for frequent ids "
+             f"(frequency_mask, exponent {_frequency_exponent(sizes)}). Every ticket is retrained from its source "
+             f"run's tables after {sizes.get('rewind_epochs', 0)} epoch(s) (0: the initial values).", ""]
     for task in ("rating", "ctr"):
         results = sizes.get(task)
         if not results:
@@ -704,7 +706,8 @@ def embedding_size_sections(sizes, results_dir, readme_dir):
         mlet_rows = sorted(first["mlet"].items(), key=lambda item: int(item[0]))
         rows += [(f"MLET d={d} (inner {run.get('inner_dim', sizes.get('mlet_inner_dim'))})",
                   lambda r, d=d: r["mlet"][d]) for d, run in mlet_rows]
-        for kind, name in (("retrained", "PEP ticket"), ("magnitude", "magnitude ticket")):
+        for kind, name in (("retrained", "PEP ticket"), ("magnitude", "magnitude ticket"),
+                           ("frequency", "frequency ticket")):
             reached = {target for optimizer in optimizers for target in results[optimizer].get("pep", {}).get(kind, {})}
             for target in sorted(reached, key=float):
                 rows.append((f"{name}, target {target}",
@@ -730,6 +733,13 @@ def embedding_size_sections(sizes, results_dir, readme_dir):
     for figure in ("mlet", "pep"):
         lines += image(results_dir, readme_dir, f"embedding_size_{figure}.png", f"embedding size, {figure}")
     return lines
+
+
+def _frequency_exponent(sizes):
+    """The frequency tickets' exponent, as recorded in their runs ("–" where none was measured)."""
+    exponents = {run["exponent"] for task in ("rating", "ctr") for result in sizes.get(task, {}).values()
+                 for run in result.get("pep", {}).get("frequency", {}).values()}
+    return ", ".join(f"{exponent:g}" for exponent in sorted(exponents)) or "–"
 
 
 def _embedding_size_cell(run, seeds):

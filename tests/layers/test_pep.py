@@ -168,6 +168,24 @@ def test_callback_records_each_epoch_and_saves_the_mask_when_a_target_is_first_r
     np.testing.assert_array_equal(np.load(initial_embeddings_path(tmp_path / "masks", "items")), initial)
 
 
+def test_a_late_rewind_point_saves_the_tables_after_that_epoch_across_fit_calls(tmp_path):
+    model, layer = pruning_model(-3.2)
+    callback = PEPSparsityCallback(0.5, tmp_path, rewind_epochs=2)
+    labels = np.array([[1.0], [-1.0], [0.5]], np.float32)
+    model.fit(IDS, labels, epochs=1, batch_size=3, verbose=0, callbacks=[callback])
+    assert not os.path.exists(initial_embeddings_path(tmp_path, "items"))
+    with pytest.raises(FileNotFoundError, match="did the training reach the callback's rewind point"):
+        MaskedEmbedding.from_saved(tmp_path, "items", 0.5)
+    model.fit(IDS, labels, epochs=1, batch_size=3, verbose=0, callbacks=[callback])
+    after_two = layer.embeddings.numpy().copy()
+    model.fit(IDS, labels, epochs=1, batch_size=3, verbose=0, callbacks=[callback])
+    assert np.any(layer.embeddings.numpy() != after_two)
+    np.testing.assert_array_equal(np.load(initial_embeddings_path(tmp_path, "items")), after_two)
+    ticket = MaskedEmbedding.from_saved(tmp_path, "items", 0.5)
+    mask = np.load(mask_path(tmp_path, "items", 0.5))
+    np.testing.assert_array_equal(ticket.pruned_table(), np.where(mask, after_two, 0))
+
+
 def test_callback_measures_every_n_batches_too(tmp_path):
     model, _ = pruning_model(-3.2)
     callback = PEPSparsityCallback(0.5, tmp_path, every_n_batches=2)
@@ -298,6 +316,12 @@ def test_bad_targets_are_named(target, message, tmp_path):
         PEPSparsityCallback(target, tmp_path)
 
 
+@pytest.mark.parametrize("rewind_epochs", [-1, 1.5, True])
+def test_a_bad_rewind_point_is_named(rewind_epochs, tmp_path):
+    with pytest.raises(ValueError, match=f"`rewind_epochs` must be an integer >= 0; got {rewind_epochs!r}"):
+        PEPSparsityCallback(0.5, tmp_path, rewind_epochs=rewind_epochs)
+
+
 def test_callback_refuses_a_model_without_pep_layers(tmp_path):
     ids = tf.keras.Input(shape=(3,), dtype=tf.int64)
     model = tf.keras.Model(ids, tf.keras.layers.Embedding(ROWS, WIDTH)(ids))
@@ -313,7 +337,7 @@ def test_bad_masks_are_named(tmp_path):
         MaskedEmbedding.from_mask(np.full((10, 4), 0.5), np.zeros((10, 4)))
     with pytest.raises(ValueError, match=r"`mask` must be a matrix \(rows, width\); got shape \(10,\)"):
         MaskedEmbedding.from_mask(np.ones(10, bool))
-    with pytest.raises(FileNotFoundError, match="items.mask-sparsity-0.9.npy does not exist"):
+    with pytest.raises(FileNotFoundError, match="items.mask-sparsity-0.9.npy does not exist .was target sparsity 0.9"):
         MaskedEmbedding.from_saved(tmp_path, "items", 0.9)
     with pytest.raises(RuntimeError, match="call the layer .* before pruned_table"):
         PEPEmbedding(ROWS, WIDTH).pruned_table()

@@ -27,9 +27,11 @@ dense_optimizer="adam")`` trains every variable but the ``embeddings`` tables wi
 step that is linear in the gradient moves ``s`` ``c²`` times as far.
 
 ``PEPSparsityCallback`` records the number of non-zero entries of ``V̂`` and saves each layer's
-mask ``V̂ != 0`` when a target sparsity is first reached, with the layer's initial values saved
-at the start of training. The retrain phase (the lottery ticket) is a ``MaskedEmbedding`` built
-from that mask and those initial values: no threshold, and only the unmasked entries train.
+mask ``V̂ != 0`` when a target sparsity is first reached, with the layer's values at the rewind
+point: the start of training (the lottery ticket's original initial values) or, with
+``rewind_epochs=k``, the end of epoch ``k`` (late rewinding, Frankle et al., arXiv 1912.05671).
+The retrain phase is a ``MaskedEmbedding`` built from that mask and those values: no threshold,
+and only the unmasked entries train.
 """
 
 import math
@@ -247,15 +249,17 @@ class MaskedEmbedding(tf.keras.layers.Layer):
 
     @classmethod
     def from_saved(cls, directory, layer_name, target_sparsity, **kwargs):
-        """``from_mask`` on the mask and initial values ``PEPSparsityCallback`` saved for
-        ``layer_name`` at ``target_sparsity``; the layer takes that name unless told."""
-        paths = (mask_path(directory, layer_name, target_sparsity), initial_embeddings_path(directory, layer_name))
-        for path in paths:
+        """``from_mask`` on the mask ``PEPSparsityCallback`` saved for ``layer_name`` at
+        ``target_sparsity`` and the values it saved at its rewind point; the layer takes that name
+        unless told."""
+        paths = {mask_path(directory, layer_name, target_sparsity):
+                 f"was target sparsity {target_sparsity} reached while training {layer_name!r}?",
+                 initial_embeddings_path(directory, layer_name): "did the training reach the callback's rewind point?"}
+        for path, question in paths.items():
             if not os.path.exists(path):
-                raise FileNotFoundError(f"MaskedEmbedding.from_saved: {path} does not exist (was target sparsity "
-                                        f"{target_sparsity} reached while training {layer_name!r}?).")
+                raise FileNotFoundError(f"MaskedEmbedding.from_saved: {path} does not exist ({question}).")
         kwargs.setdefault("name", layer_name)
-        return cls.from_mask(np.load(paths[0]), np.load(paths[1]), **kwargs)
+        return cls.from_mask(*(np.load(path) for path in paths), **kwargs)
 
     def build(self, input_shape):
         self.embeddings = self.add_weight(
@@ -301,7 +305,7 @@ class MaskedEmbedding(tf.keras.layers.Layer):
 
 
 def initial_embeddings_path(directory, layer_name):
-    """Where ``PEPSparsityCallback`` saves ``layer_name``'s table as training starts."""
+    """Where ``PEPSparsityCallback`` saves ``layer_name``'s table at the rewind point (the retrain's start)."""
     return os.path.join(directory, f"{layer_name}.initial.npy")
 
 
@@ -324,18 +328,20 @@ class PEPSparsityCallback(tf.keras.callbacks.Callback):
     ``pep_nonzero`` and ``pep_sparsity`` in the epoch's logs. The first time ``sparsity``
     reaches a target, each layer's mask ``V̂ != 0`` is saved to
     ``mask_path(directory, layer.name, target)`` and the measurement is kept in
-    ``reached[target]``. When training first starts, each layer's table is saved to
-    ``initial_embeddings_path(directory, layer.name)``, the "original initial values" of the
-    lottery-ticket retrain (``MaskedEmbedding.from_saved``).
+    ``reached[target]``. Each layer's table at the rewind point (as training first starts, or
+    after ``rewind_epochs`` epochs) is saved to ``initial_embeddings_path(directory, layer.name)``:
+    the values the lottery-ticket retrain (``MaskedEmbedding.from_saved``) starts from.
 
     Args:
       target_sparsity: a number in (0, 1), or a sequence of them.
-      directory: where the masks and initial values are written (created if absent).
+      directory: where the masks and the rewind point's tables are written (created if absent).
       layers: the ``PEPEmbedding`` layers to measure; default: every one in the model.
       every_n_batches: also measure every this many batches (each measure reads the whole tables).
+      rewind_epochs: the rewind point: 0 (default) saves the tables as training first starts;
+        ``k > 0`` saves them at the end of the ``k``-th epoch (counted across ``fit`` calls).
     """
 
-    def __init__(self, target_sparsity, directory, layers=None, every_n_batches=None):
+    def __init__(self, target_sparsity, directory, layers=None, every_n_batches=None, rewind_epochs=0):
         super().__init__()
         targets = [target_sparsity] if isinstance(target_sparsity, numbers.Real) else list(target_sparsity)
         for target in targets:
@@ -348,12 +354,15 @@ class PEPSparsityCallback(tf.keras.callbacks.Callback):
         self.directory = os.fspath(directory)
         self.every_n_batches = (None if every_n_batches is None
                                 else common.positive_int("PEPSparsityCallback", "every_n_batches", every_n_batches))
+        if isinstance(rewind_epochs, bool) or not isinstance(rewind_epochs, numbers.Integral) or rewind_epochs < 0:
+            raise ValueError(f"PEPSparsityCallback: `rewind_epochs` must be an integer >= 0; got {rewind_epochs!r}.")
+        self.rewind_epochs = int(rewind_epochs)
         self.layers = list(layers) if layers is not None else None
         self.history = []
         self.reached = {}
         self._epochs = 0
         self._batches = 0
-        self._initial_saved = False
+        self._rewind_saved = False
 
     def on_train_begin(self, logs=None):
         if self.layers is None:
@@ -364,11 +373,8 @@ class PEPSparsityCallback(tf.keras.callbacks.Callback):
         if len(set(names)) != len(names):
             raise ValueError(f"PEPSparsityCallback: layer names must be distinct (the files are named after "
                              f"them); got {names}.")
-        if not self._initial_saved:
-            os.makedirs(self.directory, exist_ok=True)
-            for layer in self.layers:
-                np.save(initial_embeddings_path(self.directory, layer.name), layer.embeddings.numpy())
-            self._initial_saved = True
+        os.makedirs(self.directory, exist_ok=True)
+        self._save_rewind_point()
 
     def on_train_batch_end(self, batch, logs=None):
         self._batches += 1
@@ -377,10 +383,17 @@ class PEPSparsityCallback(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._epochs += 1
+        self._save_rewind_point()
         point = self.measure()
         if logs is not None:
             logs["pep_nonzero"] = point["nonzero"]
             logs["pep_sparsity"] = point["sparsity"]
+
+    def _save_rewind_point(self):
+        if not self._rewind_saved and self._epochs == self.rewind_epochs:
+            for layer in self.layers:
+                np.save(initial_embeddings_path(self.directory, layer.name), layer.embeddings.numpy())
+            self._rewind_saved = True
 
     def measure(self):
         """Measures now, saves the masks of targets first reached, and returns the record."""
