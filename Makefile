@@ -116,7 +116,7 @@ bench-dynamic: install
 	$(PY) benchmarks/dynamic_scale.py
 
 # MLET and PEP against plain tables on MovieLens 100K (rating RMSE, CTR AUC), CounterSGD and
-# Adagrad (about 24 minutes); writes benchmarks/results/embedding_size{.json,_mlet.png,_pep.png}.
+# Adagrad (about 33 minutes); writes benchmarks/results/embedding_size{.json,_mlet.png,_pep.png}.
 bench-embedding-size: install
 	$(PY) benchmarks/embedding_size.py
 

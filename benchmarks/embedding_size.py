@@ -1,6 +1,6 @@
 """Embedding size: MLET and PEP against plain tables on MovieLens 100K (rating RMSE, CTR AUC).
 
-Run: `.venv/bin/python benchmarks/embedding_size.py` (`make bench-embedding-size`; about 50 minutes
+Run: `.venv/bin/python benchmarks/embedding_size.py` (`make bench-embedding-size`; about 35 minutes
 on 2 shared cores). Writes `benchmarks/results/embedding_size.json`, `embedding_size_mlet.png` and
 `embedding_size_pep.png`, and prints the README's tables.
 
