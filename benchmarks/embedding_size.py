@@ -474,7 +474,8 @@ def main(argv):
     dataset, splits, num_users, num_items = load_splits()
     counts = (num_users, num_items)
     results = {"dataset": dataset, "counts": counts, "seeds": FLAGS.seeds, "epochs": FLAGS.epochs,
-               "retrain_epochs": FLAGS.retrain_epochs, "rewind_epochs": FLAGS.rewind_epochs, "batch_size": FLAGS.batch_size, "grids": GRIDS,
+               "retrain_epochs": FLAGS.retrain_epochs, "rewind_epochs": FLAGS.rewind_epochs,
+               "batch_size": FLAGS.batch_size, "grids": GRIDS,
                "pep_dim": FLAGS.pep_dim, "pep_targets": {f"{k:g}": v for k, v in PEP_TARGETS.items()}}
     with tempfile.TemporaryDirectory() as directory:
         for task in TASKS:

@@ -232,7 +232,8 @@ class MaskedEmbedding(tf.keras.layers.Layer):
         (``None``: the values ``embeddings_initializer`` draws for a new table)."""
         mask = np.asarray(mask)
         if mask.ndim != 2:
-            raise ValueError(f"MaskedEmbedding.from_mask: `mask` must be a matrix (rows, width); got shape {mask.shape}.")
+            raise ValueError(f"MaskedEmbedding.from_mask: `mask` must be a matrix (rows, width); "
+                             f"got shape {mask.shape}.")
         if initial_embeddings is not None and np.shape(initial_embeddings) != mask.shape:
             raise ValueError(f"MaskedEmbedding.from_mask: `mask` {mask.shape} and `initial_embeddings` "
                              f"{np.shape(initial_embeddings)} must be matrices of one shape (rows, width).")
